@@ -1,0 +1,82 @@
+"""Parameter files: safetensors with `/`-joined keys (never pickle).
+
+Metadata (a str -> str map in the safetensors header) carries the
+architecture, the source and the class names (JSON list).
+"""
+
+import json
+import os
+import tempfile
+from typing import Mapping, Optional
+
+import numpy as np
+from safetensors import SafetensorError
+from safetensors.numpy import load_file, save_file
+from safetensors import safe_open
+
+from cnnviz_jax.models import core
+
+
+def atomic_write(path: str, write_fn) -> None:
+  """Calls `write_fn(tmp_path)` then renames onto `path`: never half-written."""
+  path = os.fspath(path)
+  directory = os.path.dirname(os.path.abspath(path))
+  os.makedirs(directory, exist_ok=True)
+  fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-",
+                             suffix=os.path.basename(path))
+  os.close(fd)
+  try:
+    write_fn(tmp)
+    os.chmod(tmp, 0o644)  # mkstemp makes 0600 files
+    os.replace(tmp, path)
+  except BaseException:
+    if os.path.exists(tmp):
+      os.remove(tmp)
+    raise
+
+
+def save(path: str, params, metadata: Optional[Mapping[str, str]] = None):
+  """Writes a parameter pytree to `path` (safetensors, atomically)."""
+  flat = {k: np.ascontiguousarray(np.asarray(v, np.float32))
+          for k, v in core.flatten(params).items()}
+  meta = {k: (v if isinstance(v, str) else json.dumps(v))
+          for k, v in (metadata or {}).items()}
+  atomic_write(path, lambda tmp: save_file(flat, tmp, metadata=meta))
+
+
+def read_metadata(path: str) -> dict:
+  with safe_open(os.fspath(path), framework="numpy") as f:
+    return dict(f.metadata() or {})
+
+
+def check_keys(flat: Mapping, expected: Mapping[str, tuple], what: str) -> None:
+  """Raises ValueError listing missing, unexpected and mis-shaped keys."""
+  missing = sorted(set(expected) - set(flat))
+  unexpected = sorted(set(flat) - set(expected))
+  shapes = sorted(f"{k}: got {tuple(np.shape(flat[k]))}, expected {expected[k]}"
+                  for k in set(flat) & set(expected)
+                  if tuple(np.shape(flat[k])) != tuple(expected[k]))
+  if missing or unexpected or shapes:
+    raise ValueError(
+        f"{what} does not match the architecture:\n"
+        f"  missing keys ({len(missing)}): {missing}\n"
+        f"  unexpected keys ({len(unexpected)}): {unexpected}\n"
+        f"  mis-shaped keys ({len(shapes)}): {shapes}")
+
+
+def load(path: str, expected: Mapping[str, tuple]):
+  """Reads `path` and checks it against `expected` shapes.
+
+  Returns:
+    `(params pytree of float32 numpy arrays, metadata dict)`.
+  """
+  path = os.fspath(path)
+  if not os.path.isfile(path):
+    raise FileNotFoundError(f"weights file not found: {path}")
+  try:
+    flat = load_file(path)
+    meta = read_metadata(path)
+  except (SafetensorError, OSError, ValueError) as e:
+    raise ValueError(f"cannot read {path} as safetensors: {e}") from e
+  check_keys(flat, expected, f"weights file {path}")
+  return core.unflatten({k: v.astype(np.float32) for k, v in flat.items()}), meta

@@ -1,0 +1,294 @@
+"""A sequential CNN described as data, run by one Flax module.
+
+Every architecture here (VGG, AlexNet, the CIFAR VGG, the test model) is a tuple
+of `Layer`s. One interpreter (`SequentialNet`) runs any such tuple, which gives
+every model the same features for free: named activations ("taps") with
+torchvision-path aliases, stopping after the deepest tap asked for, and a
+swappable ReLU (guided backprop and deconvnet replace it by a `custom_vjp`).
+
+Layout is NHWC throughout; torchvision's NCHW flatten order in front of the
+first Linear layer is handled once, at conversion time, by permuting rows.
+"""
+
+import dataclasses
+import math
+from typing import Any, Callable, Mapping, NamedTuple, Optional, Sequence
+
+import flax
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from cnnviz_jax import checks
+
+Array = jax.Array
+ReLU = Callable[[Array], Array]
+
+
+class Layer(NamedTuple):
+  """One layer of a sequential network.
+
+  Attributes:
+    name: canonical name (`conv1_1`, `relu1_1`, `pool1`, `fc6`, ...).
+    kind: one of `conv`, `bn`, `relu`, `maxpool`, `adaptive_avgpool`,
+      `global_avgpool`, `flatten`, `dense`.
+    alias: torchvision module path (`features.28`) or "" when none.
+    args: kind-specific static arguments, as a tuple of (key, value) pairs.
+  """
+  name: str
+  kind: str
+  alias: str = ""
+  args: tuple = ()
+
+  @property
+  def kw(self) -> dict:
+    return dict(self.args)
+
+
+# torchvision initializers (torchvision/models/vgg.py `_initialize_weights`):
+# kaiming normal with fan_out for convolutions, N(0, 0.01) for Linear.
+_CONV_INIT = nn.initializers.variance_scaling(2.0, "fan_out", "normal")
+_DENSE_INIT = nn.initializers.normal(0.01)
+
+
+def adaptive_avg_pool(x: Array, out_hw: tuple[int, int]) -> Array:
+  """torch.nn.AdaptiveAvgPool2d on NHWC input, as two small matmuls.
+
+  Bin i covers rows [floor(i * H / out), ceil((i + 1) * H / out)), exactly as
+  torch; expressed as averaging matrices so it is cheap and differentiable.
+  """
+  _, h, w, _ = x.shape
+  oh, ow = out_hw
+  if (h, w) == (oh, ow):
+    return x
+
+  def matrix(n, out):
+    m = np.zeros((out, n), np.float32)
+    for i in range(out):
+      lo, hi = (i * n) // out, -((-(i + 1) * n) // out)
+      m[i, lo:hi] = 1.0 / (hi - lo)
+    return jnp.asarray(m)
+
+  return jnp.einsum("oh,nhwc,pw->nopc", matrix(h, oh), x, matrix(w, ow))
+
+
+def max_pool(x: Array, window: int, stride: int) -> Array:
+  """torch.nn.MaxPool2d(window, stride) (no padding, floor mode), NHWC.
+
+  The common 2x2/2 case is a reshape and a max: XLA:CPU's generic
+  `reduce_window` backward (`select_and_scatter`) is several times slower.
+  """
+  n, h, w, c = x.shape
+  if window == stride:
+    ho, wo = h // window, w // window
+    x = x[:, :ho * window, :wo * window]
+    return x.reshape(n, ho, window, wo, window, c).max(axis=(2, 4))
+  return jax.lax.reduce_window(x, -jnp.inf, jax.lax.max,
+                               (1, window, window, 1), (1, stride, stride, 1),
+                               "VALID")
+
+
+class FrozenBatchNorm(nn.Module):
+  """torch BatchNorm2d in eval mode; its statistics are params so that a Model
+  is one pytree (`{"scale", "bias", "mean", "var"}`)."""
+  eps: float = 1e-5
+
+  @nn.compact
+  def __call__(self, x):
+    c = x.shape[-1]
+    scale = self.param("scale", nn.initializers.ones, (c,))
+    bias = self.param("bias", nn.initializers.zeros, (c,))
+    mean = self.param("mean", nn.initializers.zeros, (c,))
+    var = self.param("var", nn.initializers.ones, (c,))
+    return (x - mean) * (scale * jax.lax.rsqrt(var + self.eps)) + bias
+
+
+class SequentialNet(nn.Module):
+  """Runs a tuple of `Layer`s; returns `(output, {tap name: activation})`."""
+  layers: tuple
+
+  @nn.compact
+  def __call__(self, x, *, taps: Sequence[str] = (), stop: Optional[int] = None,
+               relu: ReLU = jax.nn.relu):
+    out = {}
+    last = len(self.layers) - 1 if stop is None else stop
+    for i, layer in enumerate(self.layers[:last + 1]):
+      kw = layer.kw
+      if layer.kind == "conv":
+        k, s, p = kw["kernel"], kw.get("stride", 1), kw.get("padding", 0)
+        if min(x.shape[1] + 2 * p, x.shape[2] + 2 * p) < k:
+          raise ValueError(
+              f"input too small: layer {layer.name} needs at least {k}x{k} "
+              f"after padding but gets {x.shape[1]}x{x.shape[2]}.")
+        x = nn.Conv(kw["features"], (k, k), strides=(s, s),
+                    padding=((p, p), (p, p)), kernel_init=_CONV_INIT,
+                    precision=jax.lax.Precision.HIGHEST, name=layer.name)(x)
+      elif layer.kind == "bn":
+        # Inference-mode BatchNorm with torch's eps; statistics live in params
+        # so that a Model is a single pytree.
+        x = FrozenBatchNorm(kw.get("eps", 1e-5), name=layer.name)(x)
+      elif layer.kind == "relu":
+        x = relu(x)
+      elif layer.kind == "maxpool":
+        if min(x.shape[1], x.shape[2]) < kw["window"]:
+          raise ValueError(
+              f"input too small: layer {layer.name} needs at least "
+              f"{kw['window']}x{kw['window']} but gets {x.shape[1]}x{x.shape[2]}.")
+        x = max_pool(x, kw["window"], kw["stride"])
+      elif layer.kind == "adaptive_avgpool":
+        x = adaptive_avg_pool(x, kw["size"])
+      elif layer.kind == "global_avgpool":
+        x = x.mean(axis=(1, 2))
+      elif layer.kind == "flatten":
+        x = x.reshape(x.shape[0], -1)
+      elif layer.kind == "dense":
+        x = nn.Dense(kw["features"], kernel_init=_DENSE_INIT,
+                     precision=jax.lax.Precision.HIGHEST, name=layer.name)(x)
+      else:
+        raise ValueError(f"unknown layer kind {layer.kind!r} in {layer.name}")
+      if layer.name in taps:
+        out[layer.name] = x
+    return x, out
+
+
+@flax.struct.dataclass
+class Model:
+  """A network: parameters (the pytree) plus static metadata.
+
+  Attributes:
+    params: the parameter pytree `{layer name: {"kernel", "bias", ...}}`.
+    name: registry name, e.g. `vgg16`.
+    layers: the architecture, a tuple of `Layer`.
+    class_names: one name per output class.
+    input_size: the training resolution `(H, W)`; other sizes work too.
+    mean, std: per-channel RGB normalization applied inside `apply`.
+    min_size: the smallest accepted input height/width.
+  """
+  params: Any
+  name: str = flax.struct.field(pytree_node=False)
+  layers: tuple = flax.struct.field(pytree_node=False)
+  class_names: tuple = flax.struct.field(pytree_node=False)
+  input_size: tuple = flax.struct.field(pytree_node=False)
+  mean: tuple = flax.struct.field(pytree_node=False)
+  std: tuple = flax.struct.field(pytree_node=False)
+  min_size: int = flax.struct.field(pytree_node=False, default=32)
+
+  @property
+  def layer_names(self) -> tuple[str, ...]:
+    """Canonical tap names, input to output."""
+    return tuple(l.name for l in self.layers)
+
+  @property
+  def aliases(self) -> dict[str, str]:
+    """torchvision module path -> canonical name."""
+    return {l.alias: l.name for l in self.layers if l.alias}
+
+  @property
+  def num_classes(self) -> int:
+    return len(self.class_names)
+
+  def resolve(self, tap: str) -> str:
+    """Canonical name of `tap` (a canonical name or a torchvision path)."""
+    if tap in self.layer_names:
+      return tap
+    alias = self.aliases.get(tap)
+    if alias is None:
+      raise ValueError(
+          f"unknown layer {tap!r} for model {self.name}; valid names: "
+          f"{', '.join(self.layer_names)} (or torchvision paths: "
+          f"{', '.join(self.aliases)}).")
+    return alias
+
+  def layer_index(self, tap: str) -> int:
+    return self.layer_names.index(self.resolve(tap))
+
+  def layer_shape(self, tap: str, image_hw: Optional[tuple[int, int]] = None):
+    """Activation shape `[H', W', C]` (or `[C]`) of `tap` for one image."""
+    hw = tuple(image_hw or self.input_size)
+    x = jax.ShapeDtypeStruct((1, *hw, 3), jnp.float32)
+    _, acts = jax.eval_shape(
+        lambda p, x: self.apply(p, x, taps=(tap,), logits=False), self.params, x)
+    return acts[tap].shape[1:]
+
+  def normalize(self, images: Array) -> Array:
+    return (images - jnp.asarray(self.mean, images.dtype)) / jnp.asarray(
+        self.std, images.dtype)
+
+  def apply(self, params, images: Array, *, taps: Sequence[str] = (),
+            relu: ReLU = jax.nn.relu, logits: bool = True):
+    """Runs the network.
+
+    Args:
+      params: a parameter pytree of this architecture (`model.params` or a
+        modified copy, e.g. for randomization checks).
+      images: float32 `[N, H, W, 3]` RGB in [0, 1]; normalized inside.
+      taps: layer names (canonical or torchvision paths) to return.
+      relu: the ReLU used at every `relu*` layer (guided backprop swaps in a
+        `custom_vjp` here).
+      logits: when False, computation stops after the deepest tap and the
+        first return value is None.
+
+    Returns:
+      `(logits [N, classes] or None, {tap: activation})`; conv activations are
+      `[N, h, w, C]`, fully connected ones `[N, C]`.
+    """
+    if isinstance(taps, str):
+      taps = (taps,)
+    checks.check_images(images, min_size=self.min_size)
+    canon = [self.resolve(t) for t in taps]
+    if not logits and not taps:
+      raise ValueError("logits=False needs at least one tap to compute.")
+    stop = None if logits else max(self.layer_names.index(c) for c in canon)
+    out, acts = SequentialNet(self.layers).apply(
+        {"params": params}, self.normalize(images), taps=tuple(set(canon)),
+        stop=stop, relu=relu)
+    return (out if logits else None), {t: acts[c] for t, c in zip(taps, canon)}
+
+  def __call__(self, images: Array, **kwargs):
+    """`apply` with this model's own parameters."""
+    return self.apply(self.params, images, **kwargs)
+
+
+def init_params(layers: tuple, key: Array, input_size: tuple[int, int]):
+  """Random parameters (torchvision's initializers) for `layers`."""
+  x = jnp.zeros((1, *input_size, 3), jnp.float32)
+  return SequentialNet(layers).init(key, x)["params"]
+
+
+def param_shapes(layers: tuple, input_size: tuple[int, int]) -> dict:
+  """`{"layer/leaf": shape}` of the parameters, without allocating them."""
+  tree = jax.eval_shape(lambda k: init_params(layers, k, input_size),
+                        jax.random.PRNGKey(0))
+  return {k: tuple(v.shape) for k, v in flatten(tree).items()}
+
+
+def flatten(tree: Mapping) -> dict:
+  """Nested dict -> `{"a/b": leaf}` (checkpoint key convention)."""
+  flat = flax.traverse_util.flatten_dict(flax.core.unfreeze(tree), sep="/")
+  return dict(flat)
+
+
+def unflatten(flat: Mapping) -> dict:
+  return flax.traverse_util.unflatten_dict(dict(flat), sep="/")
+
+
+def conv(name, features, kernel=3, stride=1, padding=1, alias=""):
+  return Layer(name, "conv", alias, (("features", features), ("kernel", kernel),
+                                     ("stride", stride), ("padding", padding)))
+
+
+def relu(name, alias=""):
+  return Layer(name, "relu", alias)
+
+
+def maxpool(name, window=2, stride=2, alias=""):
+  return Layer(name, "maxpool", alias, (("window", window), ("stride", stride)))
+
+
+def dense(name, features, alias=""):
+  return Layer(name, "dense", alias, (("features", features),))
+
+
+def count_params(tree) -> int:
+  return int(sum(math.prod(x.shape) for x in jax.tree_util.tree_leaves(tree)))

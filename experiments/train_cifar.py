@@ -1,0 +1,28 @@
+r"""Trains the shipped CIFAR-10 VGG and writes its folded weights.
+
+  python experiments/train_cifar.py --workdir=runs/cifar \
+      --output=cnnviz_jax/models/weights/cifar_vgg.safetensors \
+      --config.data=../shared/data/cifar10-jpeg.tar
+
+Restarting with the same --workdir resumes from the last epoch's checkpoint.
+Smoke run: --config.epochs=1 --config.train_limit=50 --config.test_limit=20.
+"""
+
+from absl import app, flags, logging
+from ml_collections import config_flags
+
+from cnnviz_jax import train
+
+_CONFIG = config_flags.DEFINE_config_dict("config", train.get_config())
+_WORKDIR = flags.DEFINE_string("workdir", "runs/cifar", "Checkpoints and logs.")
+_OUTPUT = flags.DEFINE_string("output", None, "Where to write cifar_vgg weights.")
+
+
+def main(argv):
+  del argv
+  logging.set_verbosity(logging.INFO)
+  train.train_and_evaluate(_CONFIG.value, _WORKDIR.value, _OUTPUT.value)
+
+
+if __name__ == "__main__":
+  app.run(main)
