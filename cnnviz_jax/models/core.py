@@ -32,7 +32,7 @@ class Layer(NamedTuple):
   Attributes:
     name: canonical name (`conv1_1`, `relu1_1`, `pool1`, `fc6`, ...).
     kind: one of `conv`, `bn`, `relu`, `maxpool`, `adaptive_avgpool`,
-      `global_avgpool`, `flatten`, `dense`.
+      `global_avgpool`, `flatten`, `dropout` (identity), `dense`.
     alias: torchvision module path (`features.28`) or "" when none.
     args: kind-specific static arguments, as a tuple of (key, value) pairs.
   """
@@ -142,6 +142,8 @@ class SequentialNet(nn.Module):
         x = x.mean(axis=(1, 2))
       elif layer.kind == "flatten":
         x = x.reshape(x.shape[0], -1)
+      elif layer.kind == "dropout":
+        pass  # inference: identity (kept so torchvision paths all resolve)
       elif layer.kind == "dense":
         x = nn.Dense(kw["features"], kernel_init=_DENSE_INIT,
                      precision=jax.lax.Precision.HIGHEST, name=layer.name)(x)

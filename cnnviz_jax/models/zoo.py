@@ -61,7 +61,9 @@ def vgg(cfg: str, batch_norm: bool = False) -> Spec:
       Layer("avgpool", "adaptive_avgpool", "avgpool", (("size", (7, 7)),)),
       Layer("flatten", "flatten"),
       dense("fc6", 4096, "classifier.0"), relu("relu6", "classifier.1"),
+      Layer("drop6", "dropout", "classifier.2"),
       dense("fc7", 4096, "classifier.3"), relu("relu7", "classifier.4"),
+      Layer("drop7", "dropout", "classifier.5"),
       dense("fc8", 1000, "classifier.6"),
   ]
   return Spec(tuple(layers), 1000, (224, 224), IMAGENET_MEAN, IMAGENET_STD, 32)
@@ -80,7 +82,9 @@ def alexnet() -> Spec:
       maxpool("pool5", 3, 2, "features.12"),
       Layer("avgpool", "adaptive_avgpool", "avgpool", (("size", (6, 6)),)),
       Layer("flatten", "flatten"),
+      Layer("drop6", "dropout", "classifier.0"),
       dense("fc6", 4096, "classifier.1"), relu("relu6", "classifier.2"),
+      Layer("drop7", "dropout", "classifier.3"),
       dense("fc7", 4096, "classifier.4"), relu("relu7", "classifier.5"),
       dense("fc8", 1000, "classifier.6"),
   )

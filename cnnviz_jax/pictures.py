@@ -1,0 +1,94 @@
+"""Pictures a person wants to look at: PNG grids, labelled images, overlays.
+
+Display code only (matplotlib, Pillow); no computation happens here. Every
+file is written atomically.
+"""
+
+import html
+import os
+from typing import Optional, Sequence
+
+import matplotlib
+matplotlib.use("Agg")  # no display on servers / CI
+import matplotlib.pyplot as plt
+import numpy as np
+from PIL import Image
+
+from cnnviz_jax.models.checkpoint import atomic_write
+
+
+def to_uint8(image) -> np.ndarray:
+  """float image in [0, 1] (values outside are clipped for display) -> uint8."""
+  return (np.clip(np.asarray(image, np.float32), 0.0, 1.0) * 255 + 0.5).astype(np.uint8)
+
+
+def save_image(path: str, image) -> None:
+  """Saves one float32 `[H, W, 3]` (or `[H, W]`) image in [0, 1] as PNG."""
+  im = Image.fromarray(to_uint8(image))
+  atomic_write(path, lambda tmp: im.save(tmp, format="PNG"))
+
+
+def save_grid(path: str, images: Sequence, *, titles: Optional[Sequence[str]] = None,
+              row_titles: Optional[Sequence[str]] = None, ncols: Optional[int] = None,
+              cmap: str = "viridis", size: float = 2.0, suptitle: str = "") -> None:
+  """Saves a titled grid of images (matplotlib) as PNG.
+
+  Args:
+    path: output PNG path.
+    images: sequence of `[H, W, 3]` float images in [0, 1] or `[H, W]` maps
+      (maps are shown with `cmap`, scaled to their own range).
+    titles: one title per image.
+    row_titles: one label per row (left side).
+    ncols: columns (default: all images in one row, at most 8).
+    size: inches per cell.
+  """
+  n = len(images)
+  ncols = ncols or min(n, 8)
+  nrows = -(-n // ncols)
+  fig, axes = plt.subplots(nrows, ncols, figsize=(size * ncols, size * nrows + 0.4),
+                           squeeze=False)
+  for i, ax in enumerate(axes.flat):
+    ax.set_xticks([]), ax.set_yticks([])
+    for s in ax.spines.values():
+      s.set_visible(False)
+    if i >= n:
+      continue
+    im = np.asarray(images[i], np.float32)
+    if im.ndim == 2 or im.shape[-1] == 1:
+      ax.imshow(im.squeeze(), cmap=cmap)
+    else:
+      ax.imshow(np.clip(im, 0, 1), interpolation="nearest" if im.shape[0] <= 64 else None)
+    if titles is not None:
+      ax.set_title(titles[i], fontsize=8)
+    if row_titles is not None and i % ncols == 0:
+      ax.set_ylabel(row_titles[i // ncols], fontsize=8)
+  if suptitle:
+    fig.suptitle(suptitle, fontsize=10)
+  fig.tight_layout()
+
+  def write(tmp):
+    fig.savefig(tmp, format="png", dpi=100)
+  try:
+    atomic_write(path, write)
+  finally:
+    plt.close(fig)
+
+
+def save_html_gallery(path: str, sections: Sequence[tuple[str, str, Sequence[str]]],
+                      title: str = "cnnviz_jax gallery") -> None:
+  """Writes an HTML page: sections of `(heading, text, [image paths])`.
+
+  Image paths are made relative to the page's folder.
+  """
+  root = os.path.dirname(os.path.abspath(path))
+  parts = [f"<!doctype html><meta charset='utf-8'><title>{html.escape(title)}</title>",
+           "<style>body{font-family:sans-serif;max-width:1100px;margin:auto}"
+           "img{max-width:100%;border:1px solid #ccc;margin:4px 0}</style>",
+           f"<h1>{html.escape(title)}</h1>"]
+  for heading, text, images in sections:
+    parts.append(f"<h2>{html.escape(heading)}</h2><p>{html.escape(text)}</p>")
+    for img in images:
+      rel = os.path.relpath(os.path.abspath(img), root)
+      parts.append(f"<img src='{html.escape(rel)}' alt='{html.escape(heading)}'>")
+  page = "\n".join(parts)
+  atomic_write(path, lambda tmp: open(tmp, "w").write(page))

@@ -1,0 +1,44 @@
+"""Timing helpers shared by the benchmarks (median of repeats, side by side)."""
+
+import json
+import statistics
+import time
+from typing import Callable, NamedTuple
+
+import jax
+
+
+class Row(NamedTuple):
+  name: str
+  ours_s: float      # median seconds, this library
+  baseline_s: float  # median seconds, PyTorch/Captum on the identical network
+  baseline: str
+
+  @property
+  def speedup(self) -> float:
+    return self.baseline_s / self.ours_s
+
+
+def median_time(fn: Callable[[], object], repeats: int, warmup: int = 1) -> float:
+  """Median wall time of `fn()` (outputs blocked on), after `warmup` calls."""
+  for _ in range(warmup):
+    jax.block_until_ready(fn())
+  times = []
+  for _ in range(repeats):
+    t = time.perf_counter()
+    jax.block_until_ready(fn())
+    times.append(time.perf_counter() - t)
+  return statistics.median(times)
+
+
+def format_table(title: str, rows: list[Row]) -> str:
+  lines = [f"== {title} ==",
+           f"{'case':52s} {'ours s':>9s} {'baseline s':>11s} {'speedup':>8s}  baseline"]
+  for r in rows:
+    lines.append(f"{r.name:52s} {r.ours_s:9.4f} {r.baseline_s:11.4f} "
+                 f"{r.speedup:7.2f}x  {r.baseline}")
+  return "\n".join(lines)
+
+
+def to_json(rows: list[Row]) -> list[dict]:
+  return [dict(r._asdict(), speedup=r.speedup) for r in rows]

@@ -1,0 +1,51 @@
+r"""Side-by-side speed: this library vs the PyTorch/Captum baseline, on the
+identical network (converted weights), in one run; prints ratios.
+
+  python experiments/benchmark.py attribution [--repeats=5] [--quick]
+  python experiments/benchmark.py synthesis
+  python experiments/benchmark.py            # all suites
+
+Each suite lives in `experiments/bench_<suite>.py` and exposes
+`run(repeats: int, quick: bool) -> list[bench_common.Row]`. Report the median
+of several repeats from one run: machines here are noisy.
+"""
+
+import importlib
+import json
+import os
+import platform
+
+from absl import app, flags
+import jax
+
+from experiments import bench_common
+from cnnviz_jax.models.checkpoint import atomic_write
+
+SUITES = ("attribution", "synthesis")
+_REPEATS = flags.DEFINE_integer("repeats", 5, "Timed repeats per case (median).")
+_QUICK = flags.DEFINE_bool("quick", False, "Tiny sizes: checks that it runs.")
+_OUTPUT = flags.DEFINE_string("output", None, "Optional JSON file of results.")
+
+
+def main(argv):
+  suites = argv[1:] or SUITES
+  unknown = [s for s in suites if s not in SUITES]
+  if unknown:
+    raise app.UsageError(f"unknown suite(s) {unknown}; valid: {SUITES}")
+  import torch
+  results = {"device": str(jax.devices()[0].device_kind),
+             "platform": platform.platform(), "cpu_count": os.cpu_count(),
+             "torch_threads": torch.get_num_threads(), "suites": {}}
+  print(f"jax {jax.__version__} on {results['device']}; torch "
+        f"{torch.__version__} with {results['torch_threads']} threads")
+  for suite in suites:
+    rows = importlib.import_module(f"experiments.bench_{suite}").run(
+        _REPEATS.value, _QUICK.value)
+    print(bench_common.format_table(suite, rows), flush=True)
+    results["suites"][suite] = bench_common.to_json(rows)
+  if _OUTPUT.value:
+    atomic_write(_OUTPUT.value, lambda p: json.dump(results, open(p, "w"), indent=1))
+
+
+if __name__ == "__main__":
+  app.run(main)
