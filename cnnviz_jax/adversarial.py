@@ -1,0 +1,224 @@
+"""Adversarial and fooling images: FGSM and PGD (L-inf and L2, targeted and
+untargeted) with evaluation.
+
+    adv = adversarial.pgd(model, images, labels, eps=8 / 255, steps=10,
+                          step_size=2 / 255, key=key)
+    adversarial.evaluate(model, images, adv, labels)   # success rate, norms
+
+FGSM: Goodfellow et al. 2015. PGD: Madry et al. 2018 (random start in the
+ball, steps along sign(g) for L-inf or g / ||g|| for L2, projection onto the
+ball and onto [0, 1] after every step). Fooling images (lecture: elephant ->
+koala) are targeted PGD with a small L-inf budget (`fool`).
+
+Steps run jitted in fully unrolled chunks (see `optimize`: XLA:CPU is slower
+inside loops).
+"""
+
+import functools
+from typing import Optional
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from cnnviz_jax import checks
+
+Array = jax.Array
+NORMS = ("linf", "l2")
+# Steps per compiled chunk (see optimize.DEFAULT_CHUNK).
+CHUNK = 5
+
+
+def _loss(model, x, labels, targeted):
+  logits, _ = model.apply(model.params, x)
+  ce = -jnp.take_along_axis(jax.nn.log_softmax(logits), labels[:, None], 1)[:, 0]
+  # Untargeted: raise the loss of the true class; targeted: lower the loss
+  # of the target class. Ascent on the returned value either way.
+  return jnp.sum(-ce if targeted else ce)
+
+
+def _project(x, center, eps, norm):
+  d = x - center
+  if norm == "linf":
+    d = jnp.clip(d, -eps, eps)
+  else:
+    n = jnp.sqrt(jnp.sum(jnp.square(d), axis=(1, 2, 3), keepdims=True))
+    d = d * jnp.minimum(1.0, eps / (n + 1e-12))
+  return jnp.clip(center + d, 0.0, 1.0)
+
+
+def _direction(g, norm):
+  if norm == "linf":
+    return jnp.sign(g)
+  n = jnp.sqrt(jnp.sum(jnp.square(g), axis=(1, 2, 3), keepdims=True))
+  return g / (n + 1e-12)
+
+
+@functools.partial(jax.jit, static_argnames=("n", "norm", "targeted"))
+def _pgd_chunk(model, x, center, labels, eps, step_size, *, n, norm, targeted):
+  for _ in range(n):
+    g = jax.grad(lambda z: _loss(model, z, labels, targeted))(x)
+    x = _project(x + step_size * _direction(g, norm), center, eps, norm)
+  return x
+
+
+def _random_start(key, center, eps, norm):
+  if norm == "linf":
+    d = jax.random.uniform(key, center.shape, minval=-1.0, maxval=1.0) * eps
+  else:
+    d = jax.random.normal(key, center.shape)
+    d = d / jnp.sqrt(jnp.sum(jnp.square(d), axis=(1, 2, 3), keepdims=True))
+    r = jax.random.uniform(jax.random.fold_in(key, 1), (center.shape[0], 1, 1, 1))
+    d = d * eps * r
+  return _project(center + d, center, eps, norm)
+
+
+def _check(model, images, labels, eps, steps, step_size, norm):
+  checks.check_images(images, min_size=model.min_size)
+  labels = jnp.asarray(labels)
+  if labels.shape != (images.shape[0],):
+    raise ValueError(f"labels must have shape [N] = ({images.shape[0]},); got "
+                     f"{tuple(labels.shape)}.")
+  checks.check_classes(labels, model.num_classes, name="labels")
+  if norm not in NORMS:
+    raise ValueError(f"norm must be one of {NORMS}; got {norm!r}.")
+  checks.check_positive(eps, "eps")
+  checks.check_positive(step_size, "step_size")
+  if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+    raise ValueError(f"steps must be a positive int; got {steps!r}.")
+  return labels.astype(jnp.int32)
+
+
+def pgd(model, images: Array, labels: Array, *, eps: float, steps: int,
+        step_size: float, key: Optional[Array], norm: str = "linf",
+        targeted: bool = False, random_start: bool = True) -> Array:
+  """Projected gradient descent attack.
+
+  Args:
+    model: a Model.
+    images: float32 `[N, H, W, 3]` in [0, 1].
+    labels: int `[N]`: the true classes (untargeted) or the targets (targeted).
+    eps: radius of the ball (L-inf: per pixel, e.g. 8/255; L2: per image).
+    steps: >= 1. step_size: > 0 (L-inf: per pixel; L2: per image).
+    key: PRNG key for the random start (None: start at the image).
+    norm: "linf" or "l2".
+    targeted: move towards `labels` instead of away from them.
+
+  Returns:
+    adversarial images float32 `[N, H, W, 3]` in [0, 1], within `eps`.
+  """
+  labels = _check(model, images, labels, eps, steps, step_size, norm)
+  center = jnp.asarray(images)
+  x = center
+  if random_start and key is not None:
+    x = _random_start(key, center, eps, norm)
+  done = 0
+  while done < steps:
+    n = min(CHUNK, steps - done)
+    x = _pgd_chunk(model, x, center, labels, jnp.float32(eps),
+                   jnp.float32(step_size), n=n, norm=norm, targeted=targeted)
+    done += n
+  return x
+
+
+def fgsm(model, images: Array, labels: Array, *, eps: float, norm: str = "linf",
+         targeted: bool = False, key: Optional[Array] = None) -> Array:
+  """Fast gradient sign method: one step of size `eps` (L2: along g/||g||).
+
+  Same arguments and return as `pgd`; `key` is unused (no random start) and
+  kept for a uniform signature.
+  """
+  del key
+  return pgd(model, images, labels, eps=eps, steps=1, step_size=eps, key=None,
+             norm=norm, targeted=targeted, random_start=False)
+
+
+ATTACKS = {"fgsm": fgsm, "pgd": pgd}
+
+
+def fool(model, images: Array, targets: Array, *, eps: float = 4 / 255,
+         steps: int = 40, step_size: Optional[float] = None,
+         key: Optional[Array] = None) -> Array:
+  """Fooling images: change images until the network says `targets`, within
+  an invisible L-inf budget `eps` (targeted PGD, step eps/8 by default).
+
+  Returns the changed images `[N, H, W, 3]`.
+  """
+  return pgd(model, images, targets, eps=eps, steps=steps,
+             step_size=eps / 8 if step_size is None else step_size, key=key,
+             norm="linf", targeted=True, random_start=key is not None)
+
+
+def perturbation(images: Array, adv: Array) -> dict:
+  """Per-image size of the change: `{"linf", "l2", "psnr"}` each `[N]`
+  (PSNR in dB for a peak of 1)."""
+  d = (adv - images).reshape(images.shape[0], -1)
+  mse = jnp.mean(jnp.square(d), axis=1)
+  return {"linf": jnp.max(jnp.abs(d), axis=1),
+          "l2": jnp.sqrt(jnp.sum(jnp.square(d), axis=1)),
+          "psnr": 10.0 * jnp.log10(1.0 / jnp.maximum(mse, 1e-20))}
+
+
+def predict(model, images: Array, batch_size: int = 250):
+  """`(top-1 class [N], softmax [N, classes])`, in batches."""
+  probs = []
+  f = jax.jit(lambda m, x: jax.nn.softmax(m.apply(m.params, x)[0]))
+  for i in range(0, images.shape[0], batch_size):
+    probs.append(f(model, images[i:i + batch_size]))
+  p = jnp.concatenate(probs)
+  return jnp.argmax(p, axis=1), p
+
+
+def evaluate(model, images: Array, adv: Array, labels: Array,
+             targets: Optional[Array] = None, batch_size: int = 250) -> dict:
+  """Attack results over a set of images.
+
+  Args:
+    images, adv: float32 `[N, H, W, 3]`: clean and attacked images.
+    labels: true classes `[N]`.
+    targets: target classes `[N]` for a targeted attack (None: untargeted).
+
+  Returns:
+    `{"success_rate", "clean_accuracy", "adv_accuracy", "mean_linf",
+    "max_linf", "mean_l2", "mean_psnr", "target_prob_mean"}` as floats.
+    Success: untargeted, the prediction differs from the label; targeted, it
+    equals the target.
+  """
+  pred_clean, _ = predict(model, images, batch_size)
+  pred, probs = predict(model, adv, batch_size)
+  labels = jnp.asarray(labels)
+  success = (pred != labels) if targets is None else (pred == jnp.asarray(targets))
+  p = perturbation(images, adv)
+  out = {"success_rate": float(jnp.mean(success)),
+         "clean_accuracy": float(jnp.mean(pred_clean == labels)),
+         "adv_accuracy": float(jnp.mean(pred == labels)),
+         "mean_linf": float(jnp.mean(p["linf"])), "max_linf": float(jnp.max(p["linf"])),
+         "mean_l2": float(jnp.mean(p["l2"])), "mean_psnr": float(jnp.mean(p["psnr"]))}
+  if targets is not None:
+    out["target_prob_mean"] = float(jnp.mean(
+        jnp.take_along_axis(probs, jnp.asarray(targets)[:, None], 1)))
+  return out
+
+
+def attack_dataset(model, images, labels, *, attack: str = "pgd", key: Array,
+                   batch_size: int = 250, targets=None, **kwargs):
+  """Runs `ATTACKS[attack]` over a dataset in batches (batch `b` uses key
+  `fold_in(key, b)`) and evaluates it. images: float32 or uint8 `[N, H, W, 3]`.
+
+  Returns `(adv [N, H, W, 3], evaluate(...) dict)`.
+  """
+  if attack not in ATTACKS:
+    raise ValueError(f"unknown attack {attack!r}; valid: {', '.join(ATTACKS)}.")
+  images = np.asarray(images)
+  if images.dtype == np.uint8:
+    images = images.astype(np.float32) / 255.0
+  images = jnp.asarray(images)
+  goal = labels if targets is None else targets
+  advs = []
+  for b, i in enumerate(range(0, images.shape[0], batch_size)):
+    advs.append(ATTACKS[attack](model, images[i:i + batch_size],
+                                jnp.asarray(goal[i:i + batch_size]),
+                                key=jax.random.fold_in(key, b),
+                                targeted=targets is not None, **kwargs))
+  adv = jnp.concatenate(advs)
+  return adv, evaluate(model, images, adv, labels, targets, batch_size)

@@ -1,0 +1,29 @@
+"""Shared test fixtures. Tests run on CPU; torch uses the machine's 2 cores."""
+
+import os
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CIFAR_TAR = os.path.join(ROOT, "..", "shared", "data", "cifar10-jpeg.tar")
+SHARED_IMAGES = os.path.join(ROOT, "..", "shared", "data", "images")
+
+
+def require_cifar() -> str:
+  """Path of the CIFAR-10 JPEG tar, or skip the test with the reason."""
+  if not os.path.exists(CIFAR_TAR):
+    pytest.skip(f"CIFAR-10 not found at {CIFAR_TAR} (only CI and the "
+                "developers' machines have ../shared/data)")
+  return CIFAR_TAR
+
+
+@pytest.fixture(scope="session")
+def cifar_path():
+  return require_cifar()
+
+
+@pytest.fixture(scope="session")
+def cifar_test_set():
+  """(uint8 images [10000, 32, 32, 3], int32 labels) of the CIFAR-10 test split."""
+  from cnnviz_jax.data import load_cifar10
+  return load_cifar10(require_cifar(), "test")
