@@ -37,6 +37,13 @@ def get_config() -> ml_collections.ConfigDict:
   c.weight_decay = 5e-4
   c.label_smoothing = 0.1
   c.eval_every = 5
+  # Steps per jitted call, unrolled. XLA:CPU runs a while loop whose body holds
+  # conv weight gradients ~40x slower than the same steps unrolled (measured:
+  # 2 steps at batch 32, 39.5 s in `lax.scan` vs 0.9 s unrolled), so each call
+  # runs a short unrolled chunk; on GPU the chunks dispatch asynchronously.
+  c.steps_per_call = 4
+  c.epochs_per_run = 0      # stop after this many epochs (0 = run to the end);
+                            # restarting with the same workdir resumes
   c.train_limit = 0         # images per class (0 = all); for smoke tests
   c.test_limit = 0
   return c
@@ -141,7 +148,11 @@ def train_and_evaluate(cfg: ml_collections.ConfigDict, workdir: str,
   x_test, y_test = load_cifar10(cfg.data, "test", cfg.test_limit or None)
   logging.info("data: %d train, %d test images (%.1fs)", len(x_train),
                len(x_test), time.time() - t0)
-  steps_per_epoch = len(x_train) // cfg.batch_size
+  chunk = max(1, min(cfg.steps_per_call, len(x_train) // cfg.batch_size))
+  steps_per_epoch = len(x_train) // cfg.batch_size // chunk * chunk
+  if steps_per_epoch == 0:
+    raise ValueError(f"batch_size {cfg.batch_size} exceeds the {len(x_train)} "
+                     "training images.")
   tx = make_optimizer(cfg, steps_per_epoch)
   net = TrainNet()
   key = jax.random.PRNGKey(cfg.seed)
@@ -162,8 +173,8 @@ def train_and_evaluate(cfg: ml_collections.ConfigDict, workdir: str,
     return loss, (upd["batch_stats"], (logits.argmax(-1) == y).mean())
 
   @jax.jit
-  def train_epoch(params, batch_stats, opt_state, key, xs, ys):
-    """One epoch as a `lax.scan` over batches `xs [steps, B, 32, 32, 3]`."""
+  def train_chunk(params, batch_stats, opt_state, key, xs, ys, first):
+    """`xs.shape[0]` steps, unrolled, over batches `xs [steps, B, 32, 32, 3]`."""
     def step(carry, inp):
       params, batch_stats, opt_state = carry
       i, x, y = inp
@@ -174,8 +185,8 @@ def train_and_evaluate(cfg: ml_collections.ConfigDict, workdir: str,
       return (optax.apply_updates(params, updates), batch_stats, opt_state), (loss, acc)
     (params, batch_stats, opt_state), (loss, acc) = jax.lax.scan(
         step, (params, batch_stats, opt_state),
-        (jnp.arange(xs.shape[0]), xs, ys))
-    return params, batch_stats, opt_state, loss.mean(), acc.mean()
+        (first + jnp.arange(xs.shape[0]), xs, ys), unroll=True)
+    return params, batch_stats, opt_state, loss, acc
 
   @jax.jit
   def predict(params, x_u8):
@@ -193,16 +204,25 @@ def train_and_evaluate(cfg: ml_collections.ConfigDict, workdir: str,
   hist_path = os.path.join(workdir, "history.json")
   if os.path.exists(hist_path):
     history = json.load(open(hist_path))
-  while state.epoch < cfg.epochs:
+  last = cfg.epochs if not cfg.epochs_per_run else min(
+      cfg.epochs, state.epoch + cfg.epochs_per_run)
+  while state.epoch < last:
     te = time.time()
     rng = np.random.default_rng([cfg.seed, state.epoch])
     perm = rng.permutation(len(x_train))[:steps_per_epoch * cfg.batch_size]
-    perm = jnp.asarray(perm.reshape(steps_per_epoch, cfg.batch_size))
-    params, bstats, opt_state, loss, acc = train_epoch(
-        state.params, state.batch_stats, state.opt_state,
-        jax.random.fold_in(key, state.epoch), x_train_d[perm], y_train_d[perm])
+    perm = perm.reshape(-1, chunk, cfg.batch_size)
+    params, bstats, opt_state = state.params, state.batch_stats, state.opt_state
+    epoch_key = jax.random.fold_in(key, state.epoch)
+    losses, accs = [], []
+    for c, idx in enumerate(perm):
+      idx = jnp.asarray(idx)
+      params, bstats, opt_state, loss, acc = train_chunk(
+          params, bstats, opt_state, epoch_key, x_train_d[idx], y_train_d[idx],
+          c * chunk)
+      losses.append(loss), accs.append(acc)
     state = TrainState(params, bstats, opt_state, state.epoch + 1)
-    rec = {"epoch": state.epoch, "loss": float(loss), "train_acc": float(acc),
+    rec = {"epoch": state.epoch, "loss": float(jnp.concatenate(losses).mean()),
+           "train_acc": float(jnp.concatenate(accs).mean()),
            "seconds": time.time() - te}
     if state.epoch % cfg.eval_every == 0 or state.epoch == cfg.epochs:
       rec["test_acc"] = test_accuracy(fold_batchnorm(params, bstats))
@@ -212,6 +232,9 @@ def train_and_evaluate(cfg: ml_collections.ConfigDict, workdir: str,
         flax.serialization.to_bytes(state)))
     checkpoint.atomic_write(hist_path, lambda p: json.dump(history, open(p, "w")))
   folded = fold_batchnorm(state.params, state.batch_stats)
+  if state.epoch < cfg.epochs:
+    logging.info("stopped at epoch %d of %d; rerun to resume", state.epoch, cfg.epochs)
+    return {"epochs_done": state.epoch}
   acc = test_accuracy(folded)
   metrics = {"test_accuracy": acc, "epochs": cfg.epochs, "seed": cfg.seed,
              "train_seconds": sum(h["seconds"] for h in history),
