@@ -255,7 +255,8 @@ def clip_small_contribution(percentile: float = 10.0) -> ClipSmallContribution:
 
 
 def _check_percentile(p):
-  if checks.is_concrete(p) and not 0.0 <= float(jnp.max(jnp.asarray(p))) <= 100.0:
+  import numpy as np
+  if checks.is_concrete(p) and not (0.0 <= np.min(p) and np.max(p) <= 100.0):
     raise ValueError(f"percentile must be in [0, 100]; got {p!r}.")
 
 
