@@ -78,12 +78,20 @@ def max_pool(x: Array, window: int, stride: int) -> Array:
 
   The common 2x2/2 case is a reshape and a max: XLA:CPU's generic
   `reduce_window` backward (`select_and_scatter`) is several times slower.
+  Where a window holds tied maxima the gradient goes to the first one in
+  row-major order, as torch's max pool does (jnp.max would split it), so
+  gradients agree with PyTorch/Captum on flat image regions too.
   """
   n, h, w, c = x.shape
   if window == stride:
     ho, wo = h // window, w // window
-    x = x[:, :ho * window, :wo * window]
-    return x.reshape(n, ho, window, wo, window, c).max(axis=(2, 4))
+    x = x[:, :ho * window, :wo * window].reshape(n, ho, window, wo, window, c)
+    top = jax.lax.stop_gradient(x.max(axis=(2, 4), keepdims=True))
+    order = (np.arange(window)[:, None, None] * window +
+             np.arange(window)[None, None, :]).reshape(1, 1, window, 1, window, 1)
+    first = jnp.where(x == top, order, window * window).min(axis=(2, 4),
+                                                               keepdims=True)
+    return jnp.where(order == first, x, 0.0).sum(axis=(2, 4))
   return jax.lax.reduce_window(x, -jnp.inf, jax.lax.max,
                                (1, window, window, 1), (1, stride, stride, 1),
                                "VALID")

@@ -1,0 +1,135 @@
+"""Faithfulness of attribution maps: deletion and insertion curves.
+
+Petsiuk et al. 2018 (RISE), section 4.1: remove pixels from the image in the
+order a heatmap ranks them (deletion: a sharp drop of the class probability,
+low area under the curve, is good) or add them to a blurred canvas in that
+order (insertion: a sharp rise, high area, is good). A random ordering is the
+reference a useful map must beat.
+
+    maps = attribution.heatmap(attribution.saliency(model, images, labels))
+    curve = metrics.deletion(model, images, labels, maps)
+    curve.auc                                                   # [N]
+"""
+
+import functools
+from typing import Any, NamedTuple, Optional
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from cnnviz_jax import attribution, checks
+
+Array = jax.Array
+
+
+class Curve(NamedTuple):
+  """Attributes:
+    fractions: float32 `[K + 1]`, fraction of pixels deleted / inserted.
+    scores: float32 `[N, K + 1]`, the target's score at each fraction.
+    auc: float32 `[N]`, trapezoidal area under `scores` over `fractions`.
+  """
+  fractions: Array
+  scores: Array
+  auc: Array
+
+
+@functools.partial(jax.jit, static_argnames=("neuron", "probabilities", "steps"))
+def _curve_chunk(model, start, end, rank, classes, neuron, probabilities, steps,
+                 ks, units):
+  """Scores with the `round(k / steps * units)` top-ranked units (pixels or
+  patches) taken from `end` and the rest from `start`, for each k in `ks`."""
+  n = start.shape[0]
+  c = ks.shape[0]
+  count = jnp.round(ks.astype(jnp.float32) / steps * units)
+  mask = (rank[None] < count[:, None, None, None])[..., None]
+  x = jnp.where(mask, end[None], start[None]).reshape(c * n, *start.shape[1:])
+  return attribution._scores(model, x, attribution._tile(classes, c), neuron,
+                             probabilities).reshape(c, n)
+
+
+def _curve(model, images, targets, heatmaps, start, end, steps, probabilities,
+           patch, chunk_size) -> Curve:
+  attribution._check_images(model, images)
+  classes, neuron = attribution._parse_targets(model, images, targets)
+  if not isinstance(steps, (int, np.integer)) or steps < 1:
+    raise ValueError(f"steps must be a positive int; got {steps!r}.")
+  heatmaps = jnp.asarray(heatmaps, jnp.float32)
+  if heatmaps.ndim == 4:
+    heatmaps = attribution.heatmap(heatmaps)
+  if heatmaps.ndim != 3 or heatmaps.shape[0] != images.shape[0]:
+    raise ValueError(f"heatmaps must be [N, h, w] with N = {images.shape[0]}; "
+                     f"got shape {heatmaps.shape}.")
+  if heatmaps.shape[1:] != images.shape[1:3]:
+    heatmaps = attribution.upsample(heatmaps, images.shape[1:3], "bilinear")
+  n, h, w = heatmaps.shape
+  if not isinstance(patch, (int, np.integer)) or patch < 1 or h % patch or w % patch:
+    raise ValueError(f"patch must be a positive int dividing the image size "
+                     f"{h}x{w}; got {patch!r}.")
+  # Units deleted together: patch x patch blocks scored by their mean.
+  units = heatmaps.reshape(n, h // patch, patch, w // patch, patch).mean(axis=(2, 4))
+  flat = units.reshape(n, -1)
+  # rank[i, u]: position of unit u in descending order (stable for ties).
+  order = jnp.argsort(-flat, axis=1, stable=True)
+  rank = jnp.argsort(order, axis=1).reshape(units.shape)
+  rank = jnp.repeat(jnp.repeat(rank, patch, axis=1), patch, axis=2)
+  size = attribution._chunk_size(chunk_size, steps + 1, images)
+  parts = [_curve_chunk(model, start, end, rank, classes, neuron,
+                        bool(probabilities), int(steps), jnp.arange(lo, hi),
+                        flat.shape[1])
+           for lo, hi in attribution._chunks(steps + 1, size)]
+  scores = jnp.concatenate(parts, axis=0).T
+  fractions = jnp.linspace(0.0, 1.0, steps + 1)
+  auc = ((scores[:, 1:] + scores[:, :-1]) / 2).sum(axis=1) / steps
+  return Curve(fractions, scores, auc)
+
+
+def deletion(model, images: Array, targets, heatmaps: Array, *, steps: int = 32,
+             patch: int = 1,
+             fill: Any = "zeros", blur_sigma: float = 4.0,
+             probabilities: bool = True,
+             chunk_size: Optional[int] = None) -> Curve:
+  """Deletion curve: pixels replaced by `fill` in decreasing heatmap order.
+
+  Args:
+    model: a `Model`.
+    images: float32 `[N, H, W, 3]` RGB in [0, 1].
+    targets: int `[N]` classes or a neuron spec.
+    heatmaps: `[N, h, w]` (upsampled bilinearly when smaller) or
+      attributions `[N, H, W, 3]` (reduced with `heatmap`); higher = more
+      important.
+    steps: curve points beyond the start (units per step = units / steps).
+    patch: delete in `patch x patch` blocks ranked by their mean heatmap
+      value (1: single pixels, as Petsiuk et al. at 224x224). On small images
+      scattered single-pixel deletion is itself destructive and favours a
+      random order; blocks compare orderings at one granularity.
+    fill: what deleted pixels become: "zeros" (Petsiuk et al.), "mean",
+      "blur", a float or an array.
+    probabilities: class targets: softmax probability (Petsiuk et al.).
+    chunk_size: curve points per network call.
+
+  Returns:
+    `Curve`; lower `auc` = more faithful.
+  """
+  fill_img = attribution._fill(model, images, fill, blur_sigma)
+  return _curve(model, images, targets, heatmaps, images, fill_img, steps,
+                probabilities, patch, chunk_size)
+
+
+def insertion(model, images: Array, targets, heatmaps: Array, *, steps: int = 32,
+             patch: int = 1,
+              fill: Any = "blur", blur_sigma: float = 4.0,
+              probabilities: bool = True,
+              chunk_size: Optional[int] = None) -> Curve:
+  """Insertion curve: pixels of the image put onto a `fill` canvas (a blurred
+  copy, as Petsiuk et al.) in decreasing heatmap order. Arguments as
+  `deletion`; higher `auc` = more faithful."""
+  fill_img = attribution._fill(model, images, fill, blur_sigma)
+  return _curve(model, images, targets, heatmaps, fill_img, images, steps,
+                probabilities, patch, chunk_size)
+
+
+def random_heatmaps(key: Array, images: Array) -> Array:
+  """Uniform random maps `[N, H, W]`: the reference ordering."""
+  checks.check_images(images)
+  return jax.random.uniform(key, images.shape[:3])
