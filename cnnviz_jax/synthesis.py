@@ -135,9 +135,11 @@ def visualize_neuron(model, layer: str, channels: Sequence[int], *, key: Array,
                      steps: int = 100, y: Optional[int] = None,
                      x: Optional[int] = None, size=None,
                      recipe_name: str = DEFAULT_RECIPE, **overrides) -> Array:
-  """Intermediate-neuron visualization: one image per channel of `layer` (the
-  unit at `(y, x)`, default the center; `y=x=None` with `mean=True`... see
-  `objectives.channel` for the channel mean). Returns `[len(channels), H, W, 3]`."""
+  """Intermediate-neuron visualization: one image per channel of `layer`,
+  maximizing the single unit at `(y, x)` (default: the center of the map;
+  `visualize_channel` maximizes the channel mean instead).
+
+  Returns float32 `[len(channels), H, W, 3]` in [0, 1]."""
   c = np.asarray(list(channels), np.int32)
   if c.ndim != 1 or c.size == 0:
     raise ValueError(f"channels must be a non-empty sequence of ints; got {channels!r}.")
