@@ -122,7 +122,7 @@ def _parse_targets(model, images, targets):
           f"{targets!r}.")
     layer = model.resolve(targets[0])
     neuron = Neuron(layer, *[int(v) for v in targets[1:]])
-    shape = model.layer_shape(layer, (h, w))
+    shape = _layer_shape(model.layers, (h, w), layer)
     if not 0 <= neuron.channel < shape[-1]:
       raise ValueError(f"channel {neuron.channel} out of range for layer "
                        f"{layer} with {shape[-1]} channels (shape {shape}).")
@@ -152,9 +152,21 @@ def _parse_targets(model, images, targets):
   return jnp.asarray(targets, jnp.int32), None
 
 
+@functools.lru_cache(maxsize=512)
+def _layer_shape(layers: tuple, hw: tuple, layer: str) -> tuple:
+  """`Model.layer_shape` cached on the architecture (it traces the network)."""
+  k = [l.name for l in layers].index(layer) + 1
+  net = core.SequentialNet(layers[:k])
+
+  def f(x):
+    return net.apply(net.init(jax.random.PRNGKey(0), x), x)[0]
+  return tuple(jax.eval_shape(f, jax.ShapeDtypeStruct((1, *hw, 3),
+                                                      jnp.float32)).shape[1:])
+
+
 def _check_layer(model, layer: str, images) -> str:
   layer = model.resolve(layer)
-  if len(model.layer_shape(layer, images.shape[1:3])) != 3:
+  if len(_layer_shape(model.layers, tuple(images.shape[1:3]), layer)) != 3:
     raise ValueError(f"layer {layer} of {model.name} is not spatial; Grad-CAM "
                      "needs a conv-stage layer ([h, w, C] activations).")
   return layer
