@@ -8,7 +8,7 @@ functions of `(model, images, targets)`:
 
     model = models.load("cifar_vgg")
     grads = attribution.saliency(model, images, labels)           # [N, H, W, 3]
-    ig, residual = attribution.integrated_gradients(model, images, labels)
+    ig, residual, delta = attribution.integrated_gradients(model, images, labels)
     cam = attribution.grad_cam(model, images, labels, layer="relu4_1")
     maps = attribution.heatmap(grads)                             # [N, H, W]
 
