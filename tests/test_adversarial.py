@@ -14,13 +14,10 @@ from cnnviz_jax import models
 
 CIFAR = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data",
                      "cifar10-jpeg.tar")
-# Untargeted L-inf PGD on the shipped model. The issue asks for >= 0.99; the
-# shipped network (trained with label smoothing 0.1) keeps ~4% of correctly
-# classified test images at 8/255 even with 40 steps or 5 random restarts
-# (measured 0.95-0.96 on 200 images; on these 1,000: 0.873 with 5 steps of
-# 3/255, 0.902 with 10 steps of 2/255), so the test pins what 10 steps of
-# 3/255 plus one restart of the survivors reach.
-PGD_MIN_SUCCESS = 0.9
+# Untargeted L-inf PGD on the shipped model at 8/255 (the issue's bar). The
+# shipped model is trained without label smoothing: an earlier one trained with
+# smoothing 0.1 masked gradients and PGD stalled at 0.93.
+PGD_MIN_SUCCESS = 0.99
 
 
 @functools.lru_cache(maxsize=None)
@@ -105,8 +102,8 @@ class CifarAttackTest(chex.TestCase):
     self.assertLen(y, 1000)
     adv, ev = A.attack_dataset(cifar_model(), x, y, attack="pgd",
                                key=jax.random.PRNGKey(0), batch_size=250,
-                               eps=8 / 255, steps=10, step_size=3 / 255,
-                               restarts=2)
+                               eps=8 / 255, steps=10, step_size=2 / 255,
+                               restarts=1)
     print("PGD linf 8/255, 10 steps, 1000 images:", ev)
     self.assertLessEqual(ev["max_linf"], 8 / 255 + 1e-6)
     self.assertGreaterEqual(ev["success_rate"], PGD_MIN_SUCCESS)
@@ -124,8 +121,13 @@ class CifarAttackTest(chex.TestCase):
     print("fooling 4/255:", ev, "target probs", np.round(np.asarray(probs), 3))
     self.assertLessEqual(ev["max_linf"], 4 / 255 + 1e-6)
     self.assertGreaterEqual(ev["mean_psnr"], 35.0)
-    reached = np.asarray(probs) >= 0.9
-    self.assertGreaterEqual(reached.mean(), 0.5, msg=str(probs))
+    # Measured with the shipped model: 8 of these 10 reach >= 0.9 at 4/255; the
+    # other two are classified with logit margins of 14+ and need a larger
+    # budget, so the test also asks that all of them get there at 8/255.
+    self.assertGreaterEqual(np.mean(np.asarray(probs) >= 0.9), 0.8, msg=str(probs))
+    wider = A.fool(m, x, targets, eps=8 / 255, steps=40)
+    probs8 = jax.nn.softmax(m(wider)[0])[jnp.arange(10), targets]
+    self.assertTrue(np.all(np.asarray(probs8) >= 0.9), msg=str(probs8))
 
 
 if __name__ == "__main__":
