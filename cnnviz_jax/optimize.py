@@ -29,6 +29,7 @@ from typing import Any, Callable, NamedTuple, Optional, Sequence, Union
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from cnnviz_jax import checks
@@ -267,6 +268,23 @@ def stack(trees: Sequence[Any]) -> Any:
       lambda *x: jnp.stack([jnp.asarray(v, jnp.result_type(v)) for v in x]), *trees)
 
 
+def shard_sweep_axis(tree: Any, size: int, devices=None) -> Any:
+  """Places every leaf with leading axis `size` across `devices` (default: all)
+  along that axis, so a jitted vmap over it runs data-parallel (GSPMD).
+
+  A no-op on one device, or when `size` is not a multiple of the device count
+  (then everything stays on the default device).
+  """
+  devices = list(devices if devices is not None else jax.devices())
+  if len(devices) < 2 or size % len(devices):
+    return tree
+  mesh = jax.sharding.Mesh(np.array(devices), ("sweep",))
+  sharded = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("sweep"))
+  return jax.tree_util.tree_map(
+      lambda x: jax.device_put(x, sharded)
+      if getattr(x, "ndim", 0) >= 1 and x.shape[0] == size else x, tree)
+
+
 def sweep(model, setups: Sequence[Setup], param, *, keys: Array, steps: int,
           optimizer: str = "adam", grad_norm: Optional[str] = None,
           init: Optional[Array] = None, chunk: Optional[int] = None,
@@ -282,6 +300,8 @@ def sweep(model, setups: Sequence[Setup], param, *, keys: Array, steps: int,
   Returns:
     `Result` with a leading `[S]` axis. Point `s` equals
     `optimize(model, setups[s].objective, param, key=keys[s], ...)`.
+    With several devices and S a multiple of their number, the S points are
+    sharded over the devices (`shard_sweep_axis`).
   """
   setups = list(setups)
   if len(setups) < 1:
@@ -302,6 +322,8 @@ def sweep(model, setups: Sequence[Setup], param, *, keys: Array, steps: int,
   params = jax.vmap(lambda k: param.init(k, init))(init_keys)
   opt_state = jax.vmap(lambda p, lr: _init_opt_state(opt, p, lr))(
       params, st.learning_rate)
+  st, params, opt_state, loop_keys = shard_sweep_axis(
+      (st, params, opt_state, loop_keys), len(setups))
   hist = []
   for start, n in _chunks(steps, chunk):
     params, opt_state, h = _run_sweep(

@@ -1,0 +1,41 @@
+"""A sweep sharded over several devices equals the one-device result.
+
+Runs in a subprocess with 4 simulated CPU devices (XLA's host platform device
+count), since the device count is fixed when JAX starts.
+"""
+
+import os
+import subprocess
+import sys
+import textwrap
+
+SCRIPT = textwrap.dedent("""
+    import jax, jax.numpy as jnp, numpy as np
+    from cnnviz_jax import models, objectives as O, optimize as opt, param as P
+    from cnnviz_jax import regularizers as R, transforms as T
+    assert len(jax.devices()) == 4, jax.devices()
+    m = models.load("tiny", key=jax.random.PRNGKey(0))
+    p = P.pixels(2, (16, 16))
+    setups = [opt.Setup(O.class_logit(jnp.array([1, 3])) - l2 * R.l2(),
+                        T.jitter(2), T.gaussian_blur(0.5, every=2, radius=3), 0.05)
+              for l2 in (0.0, 0.1, 0.2, 0.4)]
+    keys = jax.random.split(jax.random.PRNGKey(1), 4)
+    st = opt.shard_sweep_axis(opt.stack(setups), 4)
+    leaf = jax.tree_util.tree_leaves(st.learning_rate)[0]
+    assert len(leaf.sharding.device_set) == 4, leaf.sharding
+    res = opt.sweep(m, setups, p, keys=keys, steps=4)
+    for i, s in enumerate(setups):
+      one = opt.optimize(m, s.objective, p, key=keys[i], steps=4,
+                         learning_rate=s.learning_rate, transform=s.transform,
+                         step_ops=s.step_ops)
+      np.testing.assert_allclose(res.images[i], one.images, atol=2e-5)
+    print("ok")
+""")
+
+
+def test_sweep_sharded_over_four_devices():
+  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4",
+             JAX_PLATFORMS="cpu")
+  out = subprocess.run([sys.executable, "-c", SCRIPT], env=env,
+                       capture_output=True, text=True, timeout=600)
+  assert out.returncode == 0 and "ok" in out.stdout, out.stderr[-3000:]
