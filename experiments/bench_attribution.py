@@ -37,9 +37,10 @@ def _suite(label, model, x, t, *, steps, samples, per_call, window, stride,
   from captum import attr as ca
   from weights_conversion import torch_reference as tr
 
-  net = tr.to_torch(model)
-  xt = tr.nhwc_to_nchw(x).requires_grad_(True)
-  tt = torch.from_numpy(t).long()
+  dev = bench_common.torch_device()
+  net = tr.to_torch(model).to(dev)
+  xt = tr.nhwc_to_nchw(x).to(dev).requires_grad_(True)
+  tt = torch.from_numpy(t).long().to(dev)
   n = x.shape[0]
   # Expansion chunk: `per_call` images per network call on both sides.
   chunk = max(1, per_call // n)

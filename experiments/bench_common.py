@@ -19,14 +19,29 @@ class Row(NamedTuple):
     return self.baseline_s / self.ours_s
 
 
+def torch_device() -> str:
+  """Where the PyTorch baseline runs: CUDA when JAX runs on a GPU too."""
+  import torch
+  on_gpu = jax.devices()[0].platform == "gpu"
+  return "cuda" if on_gpu and torch.cuda.is_available() else "cpu"
+
+
+def _sync(out):
+  """Waits for JAX and (on CUDA) PyTorch work to finish."""
+  jax.block_until_ready(out)
+  import torch
+  if torch.cuda.is_available() and torch.cuda.is_initialized():
+    torch.cuda.synchronize()
+
+
 def median_time(fn: Callable[[], object], repeats: int, warmup: int = 1) -> float:
-  """Median wall time of `fn()` (outputs blocked on), after `warmup` calls."""
+  """Median wall time of `fn()` (outputs waited for), after `warmup` calls."""
   for _ in range(warmup):
-    jax.block_until_ready(fn())
+    _sync(fn())
   times = []
   for _ in range(repeats):
     t = time.perf_counter()
-    jax.block_until_ready(fn())
+    _sync(fn())
     times.append(time.perf_counter() - t)
   return statistics.median(times)
 

@@ -32,7 +32,7 @@ JITTER, BLUR_EVERY, BLUR_RADIUS = 2, 4, 2
 
 
 def _torch_blur(x, sigma, radius):
-  t = torch.arange(-radius, radius + 1, dtype=torch.float32)
+  t = torch.arange(-radius, radius + 1, dtype=torch.float32, device=x.device)
   k = torch.exp(-0.5 * (t / max(sigma, 1e-3)) ** 2)
   k = k / k.sum()
   c = x.shape[1]
@@ -44,15 +44,18 @@ def _torch_blur(x, sigma, radius):
 def torch_class_viz(net, n, hw, targets, steps, l2=0.3, sigma=0.5, lr=0.05, seed=0):
   """Adam on pixels: logit - l2 * mean((x - 0.5)^2), jitter, blur, clip."""
   g = torch.Generator().manual_seed(seed)
-  x = (0.5 + 0.01 * torch.randn(n, 3, *hw, generator=g)).clamp(0, 1).requires_grad_(True)
+  dev = next(net.parameters()).device
+  x = (0.5 + 0.01 * torch.randn(n, 3, *hw, generator=g)).clamp(0, 1).to(dev)
+  x.requires_grad_(True)
   optim = torch.optim.Adam([x], lr=lr)
-  t = torch.as_tensor(targets)
+  t = torch.as_tensor(targets).to(dev)
+  rows = torch.arange(n, device=dev)
   for i in range(steps):
     optim.zero_grad()
     oy, ox = torch.randint(0, 2 * JITTER + 1, (2,), generator=g).tolist()
     xi = F.pad(x, (JITTER,) * 4, mode="reflect")[:, :, oy:oy + hw[0], ox:ox + hw[1]]
     logits = net(xi)
-    obj = logits[torch.arange(n), t] - l2 * ((x - 0.5) ** 2).mean(dim=(1, 2, 3))
+    obj = logits[rows, t] - l2 * ((x - 0.5) ** 2).mean(dim=(1, 2, 3))
     (-obj.sum()).backward()
     optim.step()
     with torch.no_grad():
@@ -108,7 +111,7 @@ def _ours_dream(model, image, layer, steps, roll):
 
 
 def _rows_for(name, model, hw, n, layer, steps, repeats):
-  net = torch_reference.to_torch(model)
+  net = torch_reference.to_torch(model).to(bench_common.torch_device())
   rows = []
   ours = bench_common.median_time(_ours_class(model, n, hw, steps), repeats) / steps
   # Eager PyTorch needs no warm-up compile; one untimed call is skipped to
@@ -123,7 +126,7 @@ def _rows_for(name, model, hw, n, layer, steps, repeats):
   ours = bench_common.median_time(_ours_dream(model, image, layer, steps, roll),
                                   repeats) / steps
   trunc = _truncate(net, model, layer)
-  timage = torch_reference.nhwc_to_nchw(image)
+  timage = torch_reference.nhwc_to_nchw(image).to(bench_common.torch_device())
   base = bench_common.median_time(
       lambda: torch_deepdream(trunc, timage, steps, roll=roll), repeats,
       warmup=0) / steps
@@ -140,7 +143,7 @@ def _sweep_row(model, hw, steps, repeats, points=16):
   p = P.pixels(1, hw)
   ours = bench_common.median_time(
       lambda: opt.sweep(model, setups, p, keys=keys, steps=steps).images, repeats)
-  net = torch_reference.to_torch(model)
+  net = torch_reference.to_torch(model).to(bench_common.torch_device())
   base = bench_common.median_time(
       lambda: [torch_class_viz(net, 1, hw, [3], steps, l2, s, lr, seed=i)
                for i, (l2, s, lr) in enumerate(grid)], repeats, warmup=0)

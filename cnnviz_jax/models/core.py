@@ -6,6 +6,11 @@ every model the same features for free: named activations ("taps") with
 torchvision-path aliases, stopping after the deepest tap asked for, and a
 swappable ReLU (guided backprop and deconvnet replace it by a `custom_vjp`).
 
+Precision follows JAX's default (`jax_default_matmul_precision`): full float32
+on CPU; on GPUs with TF32 (A100, H100) convolutions then use TF32 like
+PyTorch's cuDNN default. For float32-exact results on such GPUs set
+`jax.config.update("jax_default_matmul_precision", "highest")`.
+
 Layout is NHWC throughout; torchvision's NCHW flatten order in front of the
 first Linear layer is handled once, at conversion time, by permuting rows.
 """
@@ -131,7 +136,7 @@ class SequentialNet(nn.Module):
               f"after padding but gets {x.shape[1]}x{x.shape[2]}.")
         x = nn.Conv(kw["features"], (k, k), strides=(s, s),
                     padding=((p, p), (p, p)), kernel_init=_CONV_INIT,
-                    precision=jax.lax.Precision.HIGHEST, name=layer.name)(x)
+                    name=layer.name)(x)
       elif layer.kind == "bn":
         # Inference-mode BatchNorm with torch's eps; statistics live in params
         # so that a Model is a single pytree.
@@ -153,8 +158,7 @@ class SequentialNet(nn.Module):
       elif layer.kind == "dropout":
         pass  # inference: identity (kept so torchvision paths all resolve)
       elif layer.kind == "dense":
-        x = nn.Dense(kw["features"], kernel_init=_DENSE_INIT,
-                     precision=jax.lax.Precision.HIGHEST, name=layer.name)(x)
+        x = nn.Dense(kw["features"], kernel_init=_DENSE_INIT, name=layer.name)(x)
       else:
         raise ValueError(f"unknown layer kind {layer.kind!r} in {layer.name}")
       if layer.name in taps:
