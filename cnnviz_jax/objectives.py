@@ -16,8 +16,7 @@ transforms, `"logits"` -> `[N, classes]`, and layer taps) to a per-image value
 be a scalar (same for every image) or an array `[N]` (one per image).
 """
 
-import dataclasses
-from typing import Any, Callable, Mapping, Optional
+from typing import Any, Callable, Mapping
 
 import flax
 import jax

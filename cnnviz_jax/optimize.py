@@ -35,7 +35,6 @@ import optax
 from cnnviz_jax import checks
 from cnnviz_jax import objectives as objectives_lib
 from cnnviz_jax import param as param_lib
-from cnnviz_jax import transforms as transforms_lib
 
 Array = jax.Array
 

@@ -7,7 +7,7 @@
 Recipes are named sets of keyword defaults (`RECIPES`), overridable per call.
 """
 
-from typing import Any, Optional, Sequence
+from typing import Optional, Sequence
 
 import jax
 import jax.numpy as jnp

@@ -136,6 +136,11 @@ def make_optimizer(cfg, steps_per_epoch: int):
       optax.sgd(sched, momentum=cfg.momentum, nesterov=True))
 
 
+def _write_bytes(path: str, blob: bytes) -> None:
+  with open(path, "wb") as f:
+    f.write(blob)
+
+
 def train_and_evaluate(cfg: ml_collections.ConfigDict, workdir: str,
                        output: str | None = None) -> dict:
   """Trains (resuming from `workdir` if a checkpoint is there), evaluates on
@@ -206,7 +211,8 @@ def train_and_evaluate(cfg: ml_collections.ConfigDict, workdir: str,
   history = []
   hist_path = os.path.join(workdir, "history.json")
   if os.path.exists(hist_path):
-    history = json.load(open(hist_path))
+    with open(hist_path) as f:
+      history = json.load(f)
   last = cfg.epochs if not cfg.epochs_per_run else min(
       cfg.epochs, state.epoch + cfg.epochs_per_run)
   while state.epoch < last:
@@ -231,9 +237,9 @@ def train_and_evaluate(cfg: ml_collections.ConfigDict, workdir: str,
       rec["test_acc"] = test_accuracy(fold_batchnorm(params, bstats))
     history.append(rec)
     logging.info("epoch %d/%d %s", state.epoch, cfg.epochs, rec)
-    checkpoint.atomic_write(ckpt, lambda p: open(p, "wb").write(
-        flax.serialization.to_bytes(state)))
-    checkpoint.atomic_write(hist_path, lambda p: json.dump(history, open(p, "w")))
+    blob = flax.serialization.to_bytes(state)
+    checkpoint.atomic_write(ckpt, lambda p: _write_bytes(p, blob))
+    checkpoint.write_json(hist_path, history)
   folded = fold_batchnorm(state.params, state.batch_stats)
   if state.epoch < cfg.epochs:
     logging.info("stopped at epoch %d of %d; rerun to resume", state.epoch, cfg.epochs)

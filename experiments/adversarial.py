@@ -6,7 +6,6 @@ r"""Adversarial attacks with evaluation, and fooling images.
 Needs CIFAR-10 (../shared/data/cifar10-jpeg.tar). Smoke: --n=16 --steps=2 --fool_steps=2.
 """
 
-import json
 import os
 
 from absl import app, flags
@@ -15,7 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from cnnviz_jax import adversarial, data, models, pictures
-from cnnviz_jax.models.checkpoint import atomic_write
+from cnnviz_jax.models.checkpoint import write_json
 
 _WORKDIR = flags.DEFINE_string("workdir", "runs/adversarial", "Output folder.")
 _DATA = flags.DEFINE_string("data", data.DEFAULT_CIFAR, "CIFAR-10 location.")
@@ -30,10 +29,6 @@ _N = flags.DEFINE_integer("n", 1000, "Correctly classified test images attacked.
 _FOOL_EPS = flags.DEFINE_float("fool_eps", 4 / 255, "L-inf budget for fooling images.")
 _FOOL_STEPS = flags.DEFINE_integer("fool_steps", 40, "Steps for fooling images.")
 _SEED = flags.DEFINE_integer("seed", 0, "PRNG seed.")
-
-
-def save_json(path, obj):
-  atomic_write(path, lambda tmp: json.dump(obj, open(tmp, "w"), indent=1))
 
 
 def main(argv):
@@ -66,9 +61,9 @@ def main(argv):
       os.path.join(_WORKDIR.value, "fooling.png"), list(fx) + list(diff) + list(fooled),
       titles=[names[int(c)] for c in y[:8]] + ["change x%.0f" % (0.5 / _FOOL_EPS.value)] * 8
       + [f"{names[int(t)]} {p:.2f}" for t, p in zip(ft, fprobs)], ncols=8)
-  save_json(os.path.join(_WORKDIR.value, "metrics.json"),
+  write_json(os.path.join(_WORKDIR.value, "metrics.json"),
             {"attack": metrics, "fooling": fmetrics})
-  save_json(os.path.join(_WORKDIR.value, "config.json"),
+  write_json(os.path.join(_WORKDIR.value, "config.json"),
             dict(attack=_ATTACK.value, norm=_NORM.value, eps=_EPS.value, steps=_STEPS.value,
                  step_size=_STEP_SIZE.value, restarts=_RESTARTS.value,
                  targeted=_TARGETED.value, n=_N.value, fool_eps=_FOOL_EPS.value,

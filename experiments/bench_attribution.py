@@ -11,7 +11,6 @@ same settings. Ours is timed after one compile call; Captum gets one warm-up
 call too.
 """
 
-import functools
 
 import jax
 import numpy as np

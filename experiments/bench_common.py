@@ -1,6 +1,5 @@
 """Timing helpers shared by the benchmarks (median of repeats, side by side)."""
 
-import json
 import statistics
 import time
 from typing import Callable, NamedTuple

@@ -11,7 +11,6 @@ of several repeats from one run: machines here are noisy.
 """
 
 import importlib
-import json
 import os
 import platform
 
@@ -19,7 +18,7 @@ from absl import app, flags
 import jax
 
 from experiments import bench_common
-from cnnviz_jax.models.checkpoint import atomic_write
+from cnnviz_jax.models.checkpoint import write_json
 
 SUITES = ("attribution", "synthesis")
 _REPEATS = flags.DEFINE_integer("repeats", 5, "Timed repeats per case (median).")
@@ -44,7 +43,7 @@ def main(argv):
     print(bench_common.format_table(suite, rows), flush=True)
     results["suites"][suite] = bench_common.to_json(rows)
   if _OUTPUT.value:
-    atomic_write(_OUTPUT.value, lambda p: json.dump(results, open(p, "w"), indent=1))
+    write_json(_OUTPUT.value, results)
 
 
 if __name__ == "__main__":

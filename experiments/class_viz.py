@@ -5,7 +5,6 @@ r"""Class model visualization (Simonyan et al. 2014; Yosinski et al. 2015).
 Smoke: --steps=5 --classes=0,1.
 """
 
-import json
 import os
 
 from absl import app, flags
@@ -13,7 +12,7 @@ import jax
 import numpy as np
 
 from cnnviz_jax import models, pictures, synthesis
-from cnnviz_jax.models.checkpoint import atomic_write
+from cnnviz_jax.models.checkpoint import write_json
 
 _WORKDIR = flags.DEFINE_string("workdir", "runs/class_viz", "Output folder.")
 _MODEL = flags.DEFINE_string("model", "cifar_vgg", "Model name.")
@@ -24,10 +23,6 @@ _RECIPE = flags.DEFINE_enum("recipe", synthesis.DEFAULT_RECIPE, list(synthesis.R
 _STEPS = flags.DEFINE_integer("steps", 200, "Optimization steps.")
 _SIZE = flags.DEFINE_integer("size", None, "Image side (default: model input size).")
 _SEED = flags.DEFINE_integer("seed", 0, "PRNG seed.")
-
-
-def save_json(path, obj):
-  atomic_write(path, lambda tmp: json.dump(obj, open(tmp, "w"), indent=1))
 
 
 def main(argv):
@@ -47,9 +42,9 @@ def main(argv):
   names = [model.class_names[c] for c in classes]
   pictures.save_grid(os.path.join(_WORKDIR.value, "classes.png"), list(images),
                      titles=[f"{n} {p:.2f}" for n, p in zip(names, probs)])
-  save_json(os.path.join(_WORKDIR.value, "metrics.json"),
+  write_json(os.path.join(_WORKDIR.value, "metrics.json"),
             {"class_prob": {n: float(p) for n, p in zip(names, probs)}})
-  save_json(os.path.join(_WORKDIR.value, "config.json"), config)
+  write_json(os.path.join(_WORKDIR.value, "config.json"), config)
 
 
 if __name__ == "__main__":

@@ -7,7 +7,6 @@ Default images: CIFAR-10 test images when ../shared/data is present, else the
 photographs that installed packages ship (no download).
 """
 
-import json
 import os
 
 from absl import app, flags, logging
@@ -16,7 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from cnnviz_jax import data, models, pictures, samples
-from cnnviz_jax.models.checkpoint import atomic_write
+from cnnviz_jax.models.checkpoint import write_json
 
 _MODEL = flags.DEFINE_string("model", "cifar_vgg", "Model name.")
 _WEIGHTS = flags.DEFINE_string("weights", None, "Converted weights (.safetensors).")
@@ -63,8 +62,7 @@ def main(argv):
   png = os.path.join(_WORKDIR.value, "predictions.png")
   pictures.save_grid(png, list(images), titles=titles, ncols=min(len(images), 5),
                      suptitle=f"{model.name}: top-1 class and probability")
-  atomic_write(os.path.join(_WORKDIR.value, "predictions.json"),
-               lambda p: json.dump(results, open(p, "w"), indent=1))
+  write_json(os.path.join(_WORKDIR.value, "predictions.json"), results)
   if labels is not None:
     acc = float(np.mean(idx[:, 0] == labels))
     logging.info("top-1 accuracy on these %d images: %.3f", len(labels), acc)

@@ -8,7 +8,6 @@ china.jpg), or a pattern the project makes when none is there.
 Smoke: --steps=2 --octaves=1.
 """
 
-import json
 import os
 
 from absl import app, flags
@@ -16,7 +15,7 @@ import jax
 import jax.numpy as jnp
 
 from cnnviz_jax import data, models, pictures, samples, synthesis
-from cnnviz_jax.models.checkpoint import atomic_write
+from cnnviz_jax.models.checkpoint import write_json
 
 _WORKDIR = flags.DEFINE_string("workdir", "runs/deepdream", "Output folder.")
 _MODEL = flags.DEFINE_string("model", "cifar_vgg", "Model name.")
@@ -29,10 +28,6 @@ _SCALE = flags.DEFINE_float("octave_scale", 1.4, "Size ratio between octaves.")
 _STEPS = flags.DEFINE_integer("steps", 10, "Steps per octave.")
 _STEP_SIZE = flags.DEFINE_float("step_size", 0.01, "Pixel step per step.")
 _SEED = flags.DEFINE_integer("seed", 0, "PRNG seed.")
-
-
-def save_json(path, obj):
-  atomic_write(path, lambda tmp: json.dump(obj, open(tmp, "w"), indent=1))
 
 
 def default_image(side):
@@ -58,10 +53,10 @@ def main(argv):
   pictures.save_image(os.path.join(_WORKDIR.value, "dream.png"), out)
   pictures.save_grid(os.path.join(_WORKDIR.value, "before_after.png"), [image, out],
                      titles=["input", f"dream {_LAYER.value}"], size=4.0)
-  save_json(os.path.join(_WORKDIR.value, "metrics.json"),
+  write_json(os.path.join(_WORKDIR.value, "metrics.json"),
             {"layer_norm_before": norm(image), "layer_norm_after": norm(out),
              "shape": list(out.shape)})
-  save_json(os.path.join(_WORKDIR.value, "config.json"),
+  write_json(os.path.join(_WORKDIR.value, "config.json"),
             {k: getattr(f, "value") for k, f in dict(
                 model=_MODEL, weights=_WEIGHTS, image=_IMAGE, max_side=_MAX_SIDE,
                 layer=_LAYER, octaves=_OCTAVES, octave_scale=_SCALE, steps=_STEPS,

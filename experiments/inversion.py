@@ -7,7 +7,6 @@ Uses the first CIFAR-10 test image, or a project-made image when CIFAR is
 absent (--image=PATH for any photo, resized to --size). Smoke: --steps=5.
 """
 
-import json
 import os
 
 from absl import app, flags
@@ -16,7 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from cnnviz_jax import data, models, pictures, synthesis
-from cnnviz_jax.models.checkpoint import atomic_write
+from cnnviz_jax.models.checkpoint import write_json
 
 _WORKDIR = flags.DEFINE_string("workdir", "runs/inversion", "Output folder.")
 _MODEL = flags.DEFINE_string("model", "cifar_vgg", "Model name.")
@@ -28,10 +27,6 @@ _STEPS = flags.DEFINE_integer("steps", 300, "Optimization steps per layer.")
 _TV = flags.DEFINE_float("tv", 0.05, "Total-variation weight.")
 _BETA = flags.DEFINE_float("beta", 2.0, "Total-variation exponent.")
 _SEED = flags.DEFINE_integer("seed", 0, "PRNG seed.")
-
-
-def save_json(path, obj):
-  atomic_write(path, lambda tmp: json.dump(obj, open(tmp, "w"), indent=1))
 
 
 def default_image(size):
@@ -62,9 +57,9 @@ def main(argv):
   os.makedirs(_WORKDIR.value, exist_ok=True)
   pictures.save_grid(os.path.join(_WORKDIR.value, "inversion.png"), [x[0]] + recons,
                      titles=["original"] + [f"{l} err {errors[l]:.2f}" for l in _LAYERS.value])
-  save_json(os.path.join(_WORKDIR.value, "metrics.json"),
+  write_json(os.path.join(_WORKDIR.value, "metrics.json"),
             {"relative_pixel_error": errors})
-  save_json(os.path.join(_WORKDIR.value, "config.json"),
+  write_json(os.path.join(_WORKDIR.value, "config.json"),
             dict(model=_MODEL.value, layers=_LAYERS.value, image=_IMAGE.value,
                  steps=_STEPS.value, tv=_TV.value, beta=_BETA.value, seed=_SEED.value))
 

@@ -8,7 +8,6 @@ Needs CIFAR-10 (../shared/data/cifar10-jpeg.tar). Smoke: --steps=2 --k=2
 --images_per_class=10 --split=test.
 """
 
-import json
 import os
 
 from absl import app, flags
@@ -17,7 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from cnnviz_jax import data, models, pictures, synthesis
-from cnnviz_jax.models.checkpoint import atomic_write
+from cnnviz_jax.models.checkpoint import write_json
 
 _WORKDIR = flags.DEFINE_string("workdir", "runs/multifaceted", "Output folder.")
 _DATA = flags.DEFINE_string("data", data.DEFAULT_CIFAR, "CIFAR-10 location.")
@@ -27,10 +26,6 @@ _K = flags.DEFINE_integer("k", 4, "Number of facets (clusters).")
 _PER_CLASS = flags.DEFINE_integer("images_per_class", 200, "Training images used.")
 _STEPS = flags.DEFINE_integer("steps", 200, "Optimization steps.")
 _SEED = flags.DEFINE_integer("seed", 0, "PRNG seed.")
-
-
-def save_json(path, obj):
-  atomic_write(path, lambda tmp: json.dump(obj, open(tmp, "w"), indent=1))
 
 
 def main(argv):
@@ -48,9 +43,9 @@ def main(argv):
                      list(means) + list(facets),
                      titles=[f"mean ({c})" for c in counts] + [f"facet p={p:.2f}" for p in probs],
                      ncols=_K.value)
-  save_json(os.path.join(_WORKDIR.value, "metrics.json"),
+  write_json(os.path.join(_WORKDIR.value, "metrics.json"),
             {"cluster_sizes": counts.tolist(), "facet_class_prob": [float(p) for p in probs]})
-  save_json(os.path.join(_WORKDIR.value, "config.json"),
+  write_json(os.path.join(_WORKDIR.value, "config.json"),
             dict(split=_SPLIT.value, target=_TARGET.value, k=_K.value, images_per_class=_PER_CLASS.value,
                  steps=_STEPS.value, seed=_SEED.value, data=_DATA.value))
 

@@ -5,14 +5,13 @@ r"""Intermediate-neuron visualization: one image per channel of a layer.
 Smoke: --steps=5 --channels=0.
 """
 
-import json
 import os
 
 from absl import app, flags
 import jax
 
 from cnnviz_jax import models, pictures, synthesis
-from cnnviz_jax.models.checkpoint import atomic_write
+from cnnviz_jax.models.checkpoint import write_json
 
 _WORKDIR = flags.DEFINE_string("workdir", "runs/neuron_viz", "Output folder.")
 _MODEL = flags.DEFINE_string("model", "cifar_vgg", "Model name.")
@@ -24,10 +23,6 @@ _RECIPE = flags.DEFINE_enum("recipe", synthesis.DEFAULT_RECIPE, list(synthesis.R
                             "Regularization recipe.")
 _STEPS = flags.DEFINE_integer("steps", 200, "Optimization steps.")
 _SEED = flags.DEFINE_integer("seed", 0, "PRNG seed.")
-
-
-def save_json(path, obj):
-  atomic_write(path, lambda tmp: json.dump(obj, open(tmp, "w"), indent=1))
 
 
 def main(argv):
@@ -47,9 +42,9 @@ def main(argv):
   os.makedirs(_WORKDIR.value, exist_ok=True)
   pictures.save_grid(os.path.join(_WORKDIR.value, "neurons.png"), list(images),
                      titles=[f"{_LAYER.value}:{c}" for c in channels])
-  save_json(os.path.join(_WORKDIR.value, "metrics.json"),
+  write_json(os.path.join(_WORKDIR.value, "metrics.json"),
             {"channel_mean_activation": dict(zip(map(str, channels), values))})
-  save_json(os.path.join(_WORKDIR.value, "config.json"),
+  write_json(os.path.join(_WORKDIR.value, "config.json"),
             dict(model=_MODEL.value, layer=_LAYER.value, channels=channels,
                  mean=_MEAN.value, diversity=_DIVERSITY.value, steps=_STEPS.value,
                  seed=_SEED.value, recipe=_RECIPE.value,

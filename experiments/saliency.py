@@ -20,7 +20,7 @@ import numpy as np
 
 from cnnviz_jax import attribution as A
 from cnnviz_jax import data, metrics, models
-from cnnviz_jax.models.checkpoint import atomic_write
+from cnnviz_jax.models.checkpoint import write_json
 
 DEFAULT_METHODS = ("saliency", "guided_backprop", "smoothgrad",
                    "integrated_gradients", "grad_cam", "guided_grad_cam",
@@ -108,8 +108,7 @@ def run(model_name: str, weights, images_spec, methods, workdir: str,
   A.save_grid(os.path.join(workdir, "grid.png"), images, maps,
               row_titles=[f"{model.class_names[t]}" for t in targets],
               overlay_alpha=0.6)
-  atomic_write(os.path.join(workdir, "metrics.json"),
-               lambda p: json.dump(results, open(p, "w"), indent=1))
+  write_json(os.path.join(workdir, "metrics.json"), results)
   return results
 
 

@@ -8,7 +8,6 @@ import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
-import pytest
 
 from cnnviz_jax import models
 from cnnviz_jax import objectives as O

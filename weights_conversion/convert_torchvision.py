@@ -39,7 +39,7 @@ def convert_state_dict(arch: str, state_dict: Mapping) -> dict:
   spec = models.spec(arch)
   by_alias = {l.alias: l for l in spec.layers if l.alias}
   flat, unexpected = {}, []
-  prev_spatial, prev_channels = None, None
+  prev_spatial = None
   for layer in spec.layers:  # for the flatten permutation below
     if layer.kind == "adaptive_avgpool":
       prev_spatial = layer.kw["size"]

@@ -15,6 +15,9 @@ import jax
 from cnnviz_jax.models import checkpoint, zoo
 from cnnviz_jax.models.core import Layer, Model, count_params, param_shapes, init_params
 
+__all__ = ["Layer", "Model", "build", "count_params", "init_params", "load",
+           "names", "param_shapes", "spec"]
+
 SHIPPED_WEIGHTS = {
     "cifar_vgg": os.path.join(os.path.dirname(__file__), "weights",
                               "cifar_vgg.safetensors"),

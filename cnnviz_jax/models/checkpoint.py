@@ -35,6 +35,14 @@ def atomic_write(path: str, write_fn) -> None:
     raise
 
 
+def write_json(path: str, obj, indent: int = 1) -> None:
+  """Writes `obj` as JSON to `path`, atomically."""
+  def write(tmp):
+    with open(tmp, "w") as f:
+      json.dump(obj, f, indent=indent)
+  atomic_write(path, write)
+
+
 def save(path: str, params, metadata: Optional[Mapping[str, str]] = None):
   """Writes a parameter pytree to `path` (safetensors, atomically)."""
   flat = {k: np.ascontiguousarray(np.asarray(v, np.float32))

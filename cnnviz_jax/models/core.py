@@ -15,7 +15,6 @@ Layout is NHWC throughout; torchvision's NCHW flatten order in front of the
 first Linear layer is handled once, at conversion time, by permuting rows.
 """
 
-import dataclasses
 import math
 from typing import Any, Callable, Mapping, NamedTuple, Optional, Sequence
 
