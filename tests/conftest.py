@@ -1,5 +1,6 @@
 """Shared test fixtures. Tests run on CPU; torch uses the machine's 2 cores."""
 
+import functools
 import os
 
 import pytest
@@ -7,6 +8,21 @@ import pytest
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CIFAR_TAR = os.path.join(ROOT, "..", "shared", "data", "cifar10-jpeg.tar")
 SHARED_IMAGES = os.path.join(ROOT, "..", "shared", "data", "images")
+
+
+@functools.lru_cache(maxsize=None)
+def cifar_model():
+  """The shipped `cifar_vgg` (loaded once per session)."""
+  from cnnviz_jax import models
+  return models.load("cifar_vgg")
+
+
+@functools.lru_cache(maxsize=None)
+def tiny_model():
+  """The test-only `tiny` model with random weights from PRNGKey(0)."""
+  import jax
+  from cnnviz_jax import models
+  return models.load("tiny", key=jax.random.PRNGKey(0))
 
 
 def require_cifar() -> str:

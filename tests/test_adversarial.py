@@ -9,25 +9,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from conftest import CIFAR_TAR as CIFAR, cifar_model, tiny_model
 from cnnviz_jax import adversarial as A
-from cnnviz_jax import models
 
-CIFAR = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data",
-                     "cifar10-jpeg.tar")
 # Untargeted L-inf PGD on the shipped model at 8/255 (the bar). The
 # shipped model is trained without label smoothing: an earlier one trained with
 # smoothing 0.1 masked gradients and PGD stalled at 0.93.
 PGD_MIN_SUCCESS = 0.99
-
-
-@functools.lru_cache(maxsize=None)
-def cifar_model():
-  return models.load("cifar_vgg")
-
-
-@functools.lru_cache(maxsize=None)
-def tiny_model():
-  return models.load("tiny", key=jax.random.PRNGKey(0))
 
 
 @functools.lru_cache(maxsize=None)

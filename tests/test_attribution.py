@@ -15,6 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from conftest import CIFAR_TAR, cifar_model, tiny_model
 from cnnviz_jax import attribution as A
 from cnnviz_jax import data, metrics, models
 
@@ -22,17 +23,11 @@ torch = pytest.importorskip("torch")
 captum_attr = pytest.importorskip("captum.attr")
 from weights_conversion import torch_reference as tr  # noqa: E402
 
-CIFAR = os.path.join(os.path.dirname(__file__), "..", data.DEFAULT_CIFAR)
+CIFAR = CIFAR_TAR
 
 
-@functools.lru_cache(None)
-def tiny():
-  return models.load("tiny", key=jax.random.PRNGKey(0))
-
-
-@functools.lru_cache(None)
-def cifar():
-  return models.load("cifar_vgg")
+tiny = tiny_model
+cifar = cifar_model
 
 
 @functools.lru_cache(None)

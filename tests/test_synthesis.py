@@ -9,7 +9,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from cnnviz_jax import models
+from conftest import CIFAR_TAR as CIFAR, cifar_model, tiny_model
 from cnnviz_jax import objectives as O
 from cnnviz_jax import optimize as opt
 from cnnviz_jax import param as P
@@ -20,18 +20,6 @@ from cnnviz_jax import transforms as T
 # Few steps keep the file fast on CPU; the defaults of the library are longer.
 CLASS_STEPS = 60
 INVERT_STEPS = 100
-CIFAR = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data",
-                     "cifar10-jpeg.tar")
-
-
-@functools.lru_cache(maxsize=None)
-def cifar_model():
-  return models.load("cifar_vgg")
-
-
-@functools.lru_cache(maxsize=None)
-def tiny_model():
-  return models.load("tiny", key=jax.random.PRNGKey(0))
 
 
 def smooth_images(n, hw, seed=0):
