@@ -15,7 +15,7 @@ inside loops).
 """
 
 import functools
-from typing import Optional
+from typing import Callable, Optional, Union
 
 import jax
 import jax.numpy as jnp
@@ -24,6 +24,8 @@ import numpy as np
 from cnnviz_jax import checks
 
 Array = jax.Array
+# A step size, or an optax-style schedule `step index -> step size`.
+StepSize = Union[float, Callable[[int], float]]
 NORMS = ("linf", "l2")
 # Steps per compiled chunk (see optimize.DEFAULT_CHUNK).
 CHUNK = 5
@@ -33,21 +35,21 @@ LOSSES = ("margin", "ce")
 
 
 def _loss(model, x, labels, targeted, loss):
-  """The value the attack ascends, summed over the batch."""
+  """The value the attack ascends, per image `[N]`."""
   logits, _ = model.apply(model.params, x)
   own = jnp.take_along_axis(logits, labels[:, None], 1)[:, 0]
   if loss == "ce":
     ce = jax.nn.logsumexp(logits, axis=1) - own
     # Untargeted: raise the loss of the true class; targeted: lower it for
     # the target class.
-    return jnp.sum(-ce if targeted else ce)
+    return -ce if targeted else ce
   # Carlini & Wagner 2017 margin: best other logit minus the labelled one.
   # Unlike cross-entropy it does not saturate: with a confident network the
   # softmax rounds to one in float32, the CE gradient is exactly zero and
   # sign(0) = 0 stalls PGD (measured: 5-step L-inf PGD 0.83 success with CE).
   other = jnp.max(jnp.where(jax.nn.one_hot(labels, logits.shape[1]) > 0,
                             -jnp.inf, logits), axis=1)
-  return jnp.sum(own - other if targeted else other - own)
+  return own - other if targeted else other - own
 
 
 def _project(x, center, eps, norm):
@@ -67,13 +69,22 @@ def _direction(g, norm):
   return g / (n + 1e-12)
 
 
-@functools.partial(jax.jit, static_argnames=("n", "norm", "targeted", "loss"))
-def _pgd_chunk(model, x, center, labels, eps, step_size, *, n, norm, targeted,
+@functools.partial(jax.jit, static_argnames=("norm", "targeted", "loss"))
+def _pgd_chunk(model, carry, center, labels, eps, sizes, *, norm, targeted,
                loss):
-  for _ in range(n):
-    g = jax.grad(lambda z: _loss(model, z, labels, targeted, loss))(x)
-    x = _project(x + step_size * _direction(g, norm), center, eps, norm)
-  return x
+  """`len(sizes)` steps, unrolled. carry: `(x, best_x, best_loss)`; the best
+  iterate is the one with the highest attack loss seen so far, per image."""
+  x, best_x, best = carry
+  value_and_grad = jax.value_and_grad(
+      lambda z: (lambda l: (jnp.sum(l), l))(
+          _loss(model, z, labels, targeted, loss)), has_aux=True)
+  for i in range(sizes.shape[0]):
+    (_, per_image), g = value_and_grad(x)
+    better = per_image > best
+    best = jnp.where(better, per_image, best)
+    best_x = jnp.where(better[:, None, None, None], x, best_x)
+    x = _project(x + sizes[i] * _direction(g, norm), center, eps, norm)
+  return x, best_x, best
 
 
 def _random_start(key, center, eps, norm):
@@ -99,16 +110,29 @@ def _check(model, images, labels, eps, steps, step_size, norm, loss):
   if norm not in NORMS:
     raise ValueError(f"norm must be one of {NORMS}; got {norm!r}.")
   checks.check_positive(eps, "eps")
-  checks.check_positive(step_size, "step_size")
   if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
     raise ValueError(f"steps must be a positive int; got {steps!r}.")
-  return labels.astype(jnp.int32)
+  return labels.astype(jnp.int32), _step_sizes(step_size, steps)
+
+
+def _step_sizes(step_size: StepSize, steps: int) -> np.ndarray:
+  """The step size of every step, float32 `[steps]`, each > 0 (a schedule may
+  reach 0 at its last step, as optax's cosine decay does)."""
+  if callable(step_size):
+    sizes = np.array([float(step_size(i)) for i in range(steps)], np.float32)
+    if not np.all(np.isfinite(sizes)) or np.any(sizes < 0) or sizes[0] <= 0:
+      raise ValueError("a step_size schedule must give finite sizes >= 0 and a "
+                       f"first size > 0; got {sizes[:5]}...")
+    return sizes
+  checks.check_positive(step_size, "step_size")
+  return np.full((steps,), step_size, np.float32)
 
 
 def pgd(model, images: Array, labels: Array, *, eps: float, steps: int,
-        step_size: float, key: Optional[Array], norm: str = "linf",
+        step_size: StepSize, key: Optional[Array], norm: str = "linf",
         targeted: bool = False, random_start: bool = True,
-        loss: str = "margin", restarts: int = 1) -> Array:
+        loss: str = "margin", restarts: int = 1,
+        keep_best: bool = False) -> Array:
   """Projected gradient descent attack.
 
   Args:
@@ -116,7 +140,9 @@ def pgd(model, images: Array, labels: Array, *, eps: float, steps: int,
     images: float32 `[N, H, W, 3]` in [0, 1].
     labels: int `[N]`: the true classes (untargeted) or the targets (targeted).
     eps: radius of the ball (L-inf: per pixel, e.g. 8/255; L2: per image).
-    steps: >= 1. step_size: > 0 (L-inf: per pixel; L2: per image).
+    steps: >= 1.
+    step_size: > 0 (L-inf: per pixel; L2: per image), or a schedule
+      `step index -> size` such as `optax.cosine_decay_schedule(eps / 4, steps)`.
     key: PRNG key for the random start (None: start at the image).
     norm: "linf" or "l2".
     targeted: move towards `labels` instead of away from them.
@@ -125,17 +151,21 @@ def pgd(model, images: Array, labels: Array, *, eps: float, steps: int,
     restarts: runs in all (Madry et al. 2018): each extra run starts from a
       new random point (key `fold_in(key, r)`) and attacks only the images
       the previous runs did not fool; needs concrete inputs and a key.
+    keep_best: return, per image, the iterate with the highest attack loss
+      (as Croce & Hein 2020 do) instead of the last one.
 
   Returns:
     adversarial images float32 `[N, H, W, 3]` in [0, 1], within `eps`.
   """
-  labels = _check(model, images, labels, eps, steps, step_size, norm, loss)
+  labels, sizes = _check(model, images, labels, eps, steps, step_size, norm,
+                         loss)
   if isinstance(restarts, bool) or not isinstance(restarts, int) or restarts < 1:
     raise ValueError(f"restarts must be an int >= 1; got {restarts!r}.")
   if restarts > 1 and key is None:
     raise ValueError("restarts > 1 needs a key for the random starts.")
-  adv = _pgd_run(model, jnp.asarray(images), labels, eps, steps, step_size,
-                 key if random_start else None, norm, targeted, loss)
+  run = functools.partial(_pgd_run, model, eps=eps, sizes=sizes, norm=norm,
+                          targeted=targeted, loss=loss, keep_best=keep_best)
+  adv = run(jnp.asarray(images), labels, key if random_start else None)
   for r in range(1, restarts):
     pred = jnp.argmax(model.apply(model.params, adv)[0], axis=1)
     left = np.flatnonzero(np.asarray((pred != labels) if targeted else (pred == labels)))
@@ -144,26 +174,27 @@ def pgd(model, images: Array, labels: Array, *, eps: float, steps: int,
     # Pad the survivors to a power of two: few distinct shapes to compile.
     size = 1 << int(np.ceil(np.log2(left.size)))
     idx = np.concatenate([left, np.full(size - left.size, left[0])])
-    again = _pgd_run(model, jnp.asarray(images)[idx], labels[idx], eps, steps,
-                     step_size, jax.random.fold_in(key, r), norm, targeted, loss)
+    again = run(jnp.asarray(images)[idx], labels[idx], jax.random.fold_in(key, r))
     adv = adv.at[left].set(again[:left.size])
   return adv
 
 
-def _pgd_run(model, images, labels, eps, steps, step_size, key, norm, targeted,
-             loss):
+def _pgd_run(model, images, labels, key, *, eps, sizes, norm, targeted, loss,
+             keep_best):
   center = images
   x = center
   if key is not None:
     x = _random_start(key, center, eps, norm)
-  done = 0
-  while done < steps:
-    n = min(CHUNK, steps - done)
-    x = _pgd_chunk(model, x, center, labels, jnp.float32(eps),
-                   jnp.float32(step_size), n=n, norm=norm, targeted=targeted,
-                   loss=loss)
-    done += n
-  return x
+  carry = (x, x, jnp.full((x.shape[0],), -jnp.inf, x.dtype))
+  for done in range(0, len(sizes), CHUNK):
+    carry = _pgd_chunk(model, carry, center, labels, jnp.float32(eps),
+                       jnp.asarray(sizes[done:done + CHUNK]), norm=norm,
+                       targeted=targeted, loss=loss)
+  x, best_x, best = carry
+  if not keep_best:
+    return x
+  last = _loss(model, x, labels, targeted, loss)
+  return jnp.where((last >= best)[:, None, None, None], x, best_x)
 
 
 def fgsm(model, images: Array, labels: Array, *, eps: float, norm: str = "linf",
@@ -182,17 +213,43 @@ def fgsm(model, images: Array, labels: Array, *, eps: float, norm: str = "linf",
 ATTACKS = {"fgsm": fgsm, "pgd": pgd}
 
 
+# Fooling defaults, chosen on the shipped CIFAR model at 4/255 with each
+# image's runner-up class as target (first 100 correctly classified test
+# images): 40 constant steps of eps/8 reach p >= 0.9 on 94; 100 steps with a
+# cosine decay from eps/4 and the best iterate kept, on 95, with higher target
+# probabilities on the rest. Adam on the perturbation, a log-probability loss
+# and 200 steps did no better (the same images fail under every attack).
+FOOL_STEPS = 100
+
+
 def fool(model, images: Array, targets: Array, *, eps: float = 4 / 255,
-         steps: int = 40, step_size: Optional[float] = None,
+         steps: int = FOOL_STEPS, step_size: Optional[StepSize] = None,
          key: Optional[Array] = None) -> Array:
   """Fooling images: change images until the network says `targets`, within
-  an invisible L-inf budget `eps` (targeted PGD, step eps/8 by default).
+  an invisible L-inf budget `eps`.
 
-  Returns the changed images `[N, H, W, 3]`.
+  Targeted L-inf PGD on the logit margin that keeps each image's best iterate;
+  the default step size decays from eps/4 to 0 on a cosine (large steps first
+  to cross the decision boundary, small ones last to climb inside it).
+
+  Args:
+    model: a Model.
+    images: float32 `[N, H, W, 3]` in [0, 1].
+    targets: int `[N]` classes the network should output.
+    eps: L-inf budget per pixel (4/255: PSNR of about 37 dB or more).
+    steps: >= 1. step_size: a size or a schedule (see `pgd`).
+    key: PRNG key for a random start in the ball (None: start at the image).
+
+  Returns:
+    the changed images float32 `[N, H, W, 3]` in [0, 1], within `eps`.
   """
-  return pgd(model, images, targets, eps=eps, steps=steps,
-             step_size=eps / 8 if step_size is None else step_size, key=key,
-             norm="linf", targeted=True, random_start=key is not None)
+  if step_size is None:
+    # optax.cosine_decay_schedule(eps / 4, steps), written out so that bad
+    # `steps` reach pgd's own check.
+    step_size = lambda i: eps / 8 * (1 + np.cos(np.pi * i / steps))
+  return pgd(model, images, targets, eps=eps, steps=steps, step_size=step_size,
+             key=key, norm="linf", targeted=True, random_start=key is not None,
+             keep_best=True)
 
 
 def perturbation(images: Array, adv: Array) -> dict:

@@ -65,6 +65,27 @@ class AttackTest(chex.TestCase):
     mse = np.mean(np.square(np.asarray(adv - x)).reshape(3, -1), axis=1)
     np.testing.assert_allclose(p["psnr"], 10 * np.log10(1 / mse), rtol=1e-4)
 
+  def test_keep_best_and_schedule(self):
+    m = tiny_model()
+    x, t = noise_images(4), jnp.array([3, 1, 4, 1])
+    def loss(adv):  # the targeted margin the attack ascends
+      logits = m(adv)[0]
+      own = logits[jnp.arange(4), t]
+      return own - jnp.max(jnp.where(jax.nn.one_hot(t, 10) > 0, -jnp.inf, logits), 1)
+    # A step too large to settle: the last iterate oscillates.
+    kw = dict(eps=0.1, steps=7, step_size=0.08, key=None, targeted=True)
+    last = A.pgd(m, x, t, **kw)
+    best = A.pgd(m, x, t, keep_best=True, **kw)
+    self.assertTrue(np.all(np.asarray(loss(best)) >= np.asarray(loss(last)) - 1e-5))
+    self.assertTrue(np.all(np.asarray(loss(best)) >= np.asarray(loss(x)) - 1e-5))
+    # ... and here strictly better for some image (measured: 3 of 4).
+    self.assertTrue(np.any(np.asarray(loss(best)) > np.asarray(loss(last)) + 1e-6))
+    # A schedule equal to a constant gives the constant's result.
+    np.testing.assert_allclose(
+        A.pgd(m, x, t, **{**kw, "step_size": lambda i: 0.08}), last, atol=1e-6)
+    with self.assertRaisesRegex(ValueError, "schedule must give"):
+      A.pgd(m, x, t, **{**kw, "step_size": lambda i: -1.0})
+
   def test_bad_inputs(self):
     m = tiny_model()
     x, y, k = noise_images(2), jnp.array([0, 1]), jax.random.PRNGKey(0)
@@ -99,24 +120,24 @@ class CifarAttackTest(chex.TestCase):
   def test_fooling_images(self):
     m = cifar_model()
     x, y = correct_test_images(1000)
-    x, y = x[:10], y[:10]
+    x, y = x[:20], y[:20]
     # The target: each image's runner-up class.
-    logits = m(x)[0]
-    targets = jnp.argsort(logits, axis=1)[:, -2]
-    fooled = A.fool(m, x, targets, eps=4 / 255, steps=40)
+    targets = jnp.argsort(m(x)[0], axis=1)[:, -2]
+    fooled = A.fool(m, x, targets)
     ev = A.evaluate(m, x, fooled, y, targets)
-    probs = jax.nn.softmax(m(fooled)[0])[jnp.arange(10), targets]
-    print("fooling 4/255:", ev, "target probs", np.round(np.asarray(probs), 3))
+    probs = np.asarray(jax.nn.softmax(m(fooled)[0])[jnp.arange(20), targets])
+    print("fooling 4/255:", ev, "target probs", np.round(probs, 3))
     self.assertLessEqual(ev["max_linf"], 4 / 255 + 1e-6)
     self.assertGreaterEqual(ev["mean_psnr"], 35.0)
-    # Measured with the shipped model: 8 of these 10 reach >= 0.9 at 4/255; the
-    # other two are classified with logit margins of 14+ and need a larger
-    # budget, so the test also asks that all of them get there at 8/255.
-    self.assertGreaterEqual(np.mean(np.asarray(probs) >= 0.9), 0.8, msg=str(probs))
-    wider = A.fool(m, x, targets, eps=8 / 255, steps=40)
-    probs8 = jax.nn.softmax(m(wider)[0])[jnp.arange(10), targets]
+    # Measured on the first 100 such images: 94 reach >= 0.9 at 4/255; here
+    # 18 of 20. The two others (logit margins 14 and 16) are limits of the
+    # network, not of the attack: even untargeted PGD at 4/255 leaves them in
+    # their true class, and five attack variants (Adam, momentum, log-odds
+    # loss, 200 steps) reach the same target probabilities within 0.05.
+    self.assertGreaterEqual(np.mean(probs >= 0.9), 0.9, msg=str(probs))
+    wider = A.fool(m, x[:10], targets[:10], eps=8 / 255)
+    probs8 = jax.nn.softmax(m(wider)[0])[jnp.arange(10), targets[:10]]
     self.assertTrue(np.all(np.asarray(probs8) >= 0.9), msg=str(probs8))
-
 
 if __name__ == "__main__":
   absltest.main()
