@@ -9,6 +9,10 @@ reference a useful map must beat.
     maps = attribution.heatmap(attribution.saliency(model, images, labels))
     curve = metrics.deletion(model, images, labels, maps)
     curve.auc                                                   # [N]
+
+`faithfulness` gives both AUCs for several maps at once, and the last section
+scores generated images (class probability, channel means, activation norm,
+top-k classes): the numbers the launchers in `experiments/` report.
 """
 
 import functools
@@ -133,3 +137,120 @@ def random_heatmaps(key: Array, images: Array) -> Array:
   """Uniform random maps `[N, H, W]`: the reference ordering."""
   checks.check_images(images)
   return jax.random.uniform(key, images.shape[:3])
+
+
+def faithfulness(model, images: Array, targets, maps: dict, *, key: Array,
+                 steps: int = 16, patch: int = 4, fill: Any = "blur") -> dict:
+  """Mean deletion and insertion AUC of each heatmap, and of a random map.
+
+  Args:
+    model: a `Model`.
+    images: float32 `[N, H, W, 3]` RGB in [0, 1].
+    targets: int `[N]` classes or a neuron spec.
+    maps: name -> heatmap `[N, h, w]` (as `attribution.explain` returns).
+    key: PRNG key of the random reference map.
+    steps, patch: as `deletion`.
+    fill: what deleted pixels become. "blur" by default: on small images black
+      single pixels act like adversarial noise and make any ordering look
+      worse than random.
+
+  Returns:
+    `{"deletion_auc": {name: float}, "insertion_auc": {name: float}}` with the
+    names of `maps` plus "random"; each AUC in [0, 1] for probabilities.
+  """
+  reference = dict(maps, random=random_heatmaps(key, images))
+  kw = dict(steps=steps, patch=patch, fill=fill)
+  return {
+      "deletion_auc": {name: float(deletion(model, images, targets, m, **kw).auc.mean())
+                       for name, m in reference.items()},
+      "insertion_auc": {name: float(insertion(model, images, targets, m, **kw).auc.mean())
+                        for name, m in reference.items()},
+  }
+
+
+# ----------------------------------------------- scores of generated images
+
+def _logits(model, images: Array) -> Array:
+  return model.apply(model.params, jnp.asarray(images))[0]
+
+
+def class_probabilities(model, images: Array, classes) -> Array:
+  """Softmax probability of `classes[i]` for image `i`.
+
+  Args:
+    model: a `Model`.
+    images: float32 `[N, H, W, 3]` RGB in [0, 1].
+    classes: int `[N]` class indices.
+
+  Returns:
+    float32 `[N]` in [0, 1].
+  """
+  classes = np.asarray(classes)
+  checks.check_classes(classes, model.num_classes, name="classes")
+  if classes.shape != (images.shape[0],):
+    raise ValueError(f"classes must be [N] with N = {images.shape[0]}; "
+                     f"got shape {classes.shape}.")
+  probs = jax.nn.softmax(_logits(model, images), axis=-1)
+  return probs[jnp.arange(images.shape[0]), jnp.asarray(classes)]
+
+
+def top_k(model, images: Array, k: int = 3) -> tuple[np.ndarray, np.ndarray]:
+  """The `k` most probable classes of each image.
+
+  Args:
+    model: a `Model`.
+    images: float32 `[N, H, W, 3]` RGB in [0, 1].
+    k: classes kept, in [1, num_classes].
+
+  Returns:
+    `(classes int [N, k], probabilities float32 [N, k] in [0, 1])`, most
+    probable first.
+  """
+  if not 1 <= k <= model.num_classes:
+    raise ValueError(f"k must be in [1, {model.num_classes}]; got {k}.")
+  probs = np.asarray(jax.nn.softmax(_logits(model, images), axis=-1))
+  idx = np.argsort(-probs, axis=-1, kind="stable")[:, :k]
+  return idx, np.take_along_axis(probs, idx, -1)
+
+
+def runner_up(model, images: Array) -> Array:
+  """The second most probable class of each image, int32 `[N]` (the nearest
+  wrong class: the natural target of a fooling image)."""
+  return jnp.argsort(_logits(model, images), axis=1)[:, -2].astype(jnp.int32)
+
+
+def random_other_classes(key: Array, labels, num_classes: int) -> Array:
+  """A class drawn uniformly from the `num_classes - 1` classes other than
+  `labels[i]`, int32 `[N]` (targets of a targeted attack)."""
+  labels = jnp.asarray(labels, jnp.int32)
+  shift = jax.random.randint(key, labels.shape, 1, num_classes)
+  return (labels + shift) % num_classes
+
+
+def channel_means(model, images: Array, layer: str, channels) -> Array:
+  """Spatial mean activation of channel `channels[i]` of `layer` on image `i`.
+
+  Args:
+    model: a `Model`.
+    images: float32 `[N, H, W, 3]` RGB in [0, 1].
+    layer: tap name, e.g. "relu3_2".
+    channels: int `[N]` channel indices.
+
+  Returns:
+    float32 `[N]`.
+  """
+  layer = model.resolve(layer)
+  channels = jnp.asarray(channels, jnp.int32)
+  acts = model.apply(model.params, jnp.asarray(images), taps=(layer,),
+                     logits=False)[1][layer]
+  acts = acts.reshape(acts.shape[0], -1, acts.shape[-1]).mean(axis=1)
+  return acts[jnp.arange(acts.shape[0]), channels]
+
+
+def activation_norm(model, images: Array, layer: str) -> Array:
+  """L2 norm of each image's `layer` activation, float32 `[N]` (what DeepDream
+  raises). images: float32 `[N, H, W, 3]` RGB in [0, 1], any size."""
+  layer = model.resolve(layer)
+  acts = model.apply(model.params, jnp.asarray(images), taps=(layer,),
+                     logits=False)[1][layer]
+  return jnp.linalg.norm(acts.reshape(acts.shape[0], -1), axis=1)

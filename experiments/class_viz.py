@@ -1,50 +1,45 @@
 r"""Class model visualization (Simonyan et al. 2014; Yosinski et al. 2015).
 
-  python experiments/class_viz.py --workdir=runs/class_viz --model=cifar_vgg \
-      --recipe=yosinski --steps=200
-Smoke: --steps=5 --classes=0,1.
+  python experiments/class_viz.py --config=experiments/configs/class_viz.py \
+      --workdir=runs/class_viz --config.steps=50
+
+Writes classes.png, metrics.json (each image's class probability) and
+config.json. Options: experiments/configs/class_viz.py (`:smoke` for tests).
 """
 
 import os
 
 from absl import app, flags
 import jax
-import numpy as np
+from ml_collections import config_flags
 
-from cnnviz_jax import models, pictures, synthesis
+from cnnviz_jax import metrics, models, pictures, synthesis
 from cnnviz_jax.models.checkpoint import write_json
 
+_CONFIG = config_flags.DEFINE_config_file(
+    "config", os.path.join(os.path.dirname(__file__), "configs", "class_viz.py"),
+    "Config file, optionally with `:smoke`.")
 _WORKDIR = flags.DEFINE_string("workdir", "runs/class_viz", "Output folder.")
-_MODEL = flags.DEFINE_string("model", "cifar_vgg", "Model name.")
-_WEIGHTS = flags.DEFINE_string("weights", None, "Weights file (ImageNet models).")
-_CLASSES = flags.DEFINE_list("classes", None, "Class indices (default: all, at most 16).")
-_RECIPE = flags.DEFINE_enum("recipe", synthesis.DEFAULT_RECIPE, list(synthesis.RECIPES),
-                            "Regularization recipe.")
-_STEPS = flags.DEFINE_integer("steps", 200, "Optimization steps.")
-_SIZE = flags.DEFINE_integer("size", None, "Image side (default: model input size).")
-_SEED = flags.DEFINE_integer("seed", 0, "PRNG seed.")
 
 
 def main(argv):
   del argv
-  model = (models.load(_MODEL.value, _WEIGHTS.value) if _WEIGHTS.value or
-           _MODEL.value == "cifar_vgg" else models.load(_MODEL.value, key=jax.random.PRNGKey(0)))
-  classes = ([int(c) for c in _CLASSES.value] if _CLASSES.value
-             else list(range(min(model.num_classes, 16))))
-  size = (_SIZE.value, _SIZE.value) if _SIZE.value else None
-  config = dict(model=_MODEL.value, classes=classes, steps=_STEPS.value, size=size,
-                seed=_SEED.value, **synthesis.recipe(_RECIPE.value), recipe=_RECIPE.value)
-  images = synthesis.visualize_class(model, classes, key=jax.random.PRNGKey(_SEED.value),
-                                     steps=_STEPS.value, size=size,
-                                     recipe_name=_RECIPE.value)
-  probs = jax.nn.softmax(model(images)[0])[np.arange(len(classes)), np.asarray(classes)]
-  os.makedirs(_WORKDIR.value, exist_ok=True)
+  config, workdir = _CONFIG.value, _WORKDIR.value
+  model = models.load_or_init(config.model, config.weights, key=jax.random.PRNGKey(0))
+  classes = list(config.classes) or list(range(min(model.num_classes, 16)))
+  size = (config.size, config.size) if config.size else None
+  images = synthesis.visualize_class(model, classes, key=jax.random.PRNGKey(config.seed),
+                                     steps=config.steps, size=size,
+                                     recipe_name=config.recipe)
+  probs = metrics.class_probabilities(model, images, classes).tolist()
   names = [model.class_names[c] for c in classes]
-  pictures.save_grid(os.path.join(_WORKDIR.value, "classes.png"), list(images),
+  os.makedirs(workdir, exist_ok=True)
+  pictures.save_grid(os.path.join(workdir, "classes.png"), list(images),
                      titles=[f"{n} {p:.2f}" for n, p in zip(names, probs)])
-  write_json(os.path.join(_WORKDIR.value, "metrics.json"),
-            {"class_prob": {n: float(p) for n, p in zip(names, probs)}})
-  write_json(os.path.join(_WORKDIR.value, "config.json"), config)
+  write_json(os.path.join(workdir, "metrics.json"), {"class_prob": dict(zip(names, probs))})
+  write_json(os.path.join(workdir, "config.json"),
+             dict(config.to_dict(), classes=classes,
+                  recipe_options=synthesis.recipe(config.recipe)))
 
 
 if __name__ == "__main__":

@@ -2,52 +2,48 @@ r"""Multifaceted feature visualization (Nguyen et al. 2016): k-means of a
 class's training images in fc7 space, one facet per cluster, each optimized
 from its cluster's mean image.
 
-  python experiments/multifaceted.py --workdir=runs/multifaceted --target=3 \
-      --k=4 --images_per_class=200 --steps=200
-Needs CIFAR-10 (../shared/data/cifar10-jpeg.tar). Smoke: --steps=2 --k=2
---images_per_class=10 --split=test.
+  python experiments/multifaceted.py --config=experiments/configs/multifaceted.py \
+      --workdir=runs/multifaceted --config.steps=50
+
+Needs CIFAR-10 (../shared/data/cifar10-jpeg.tar). Writes facets.png,
+metrics.json (cluster sizes, each facet's class probability) and config.json.
+Options: experiments/configs/multifaceted.py (`:smoke` for tests).
 """
 
 import os
 
 from absl import app, flags
 import jax
-import jax.numpy as jnp
 import numpy as np
+from ml_collections import config_flags
 
-from cnnviz_jax import data, models, pictures, synthesis
+from cnnviz_jax import data, metrics, models, pictures, synthesis
 from cnnviz_jax.models.checkpoint import write_json
 
+_CONFIG = config_flags.DEFINE_config_file(
+    "config", os.path.join(os.path.dirname(__file__), "configs", "multifaceted.py"),
+    "Config file, optionally with `:smoke`.")
 _WORKDIR = flags.DEFINE_string("workdir", "runs/multifaceted", "Output folder.")
-_DATA = flags.DEFINE_string("data", data.DEFAULT_CIFAR, "CIFAR-10 location.")
-_SPLIT = flags.DEFINE_enum("split", "train", ["train", "test"], "CIFAR-10 split.")
-_TARGET = flags.DEFINE_integer("target", 3, "Class index.")
-_K = flags.DEFINE_integer("k", 4, "Number of facets (clusters).")
-_PER_CLASS = flags.DEFINE_integer("images_per_class", 200, "Training images used.")
-_STEPS = flags.DEFINE_integer("steps", 200, "Optimization steps.")
-_SEED = flags.DEFINE_integer("seed", 0, "PRNG seed.")
 
 
 def main(argv):
   del argv
+  config, workdir = _CONFIG.value, _WORKDIR.value
   model = models.load("cifar_vgg")
-  x, y = data.load_cifar10(_DATA.value, _SPLIT.value, limit=_PER_CLASS.value)
-  x = jnp.asarray(x[y == _TARGET.value].astype(np.float32) / 255.0)
+  x, y = data.load_cifar10(config.data, config.split, limit=config.images_per_class)
+  x = x[y == config.target].astype(np.float32) / 255.0
   facets, means, assign = synthesis.multifaceted(
-      model, x, _TARGET.value, k=_K.value, key=jax.random.PRNGKey(_SEED.value),
-      steps=_STEPS.value)
-  probs = jax.nn.softmax(model(facets)[0])[:, _TARGET.value]
-  os.makedirs(_WORKDIR.value, exist_ok=True)
-  counts = np.bincount(np.asarray(assign), minlength=_K.value)
-  pictures.save_grid(os.path.join(_WORKDIR.value, "facets.png"),
-                     list(means) + list(facets),
+      model, x, config.target, k=config.k, key=jax.random.PRNGKey(config.seed),
+      steps=config.steps)
+  probs = metrics.class_probabilities(model, facets, [config.target] * config.k).tolist()
+  counts = np.bincount(np.asarray(assign), minlength=config.k).tolist()
+  os.makedirs(workdir, exist_ok=True)
+  pictures.save_grid(os.path.join(workdir, "facets.png"), list(means) + list(facets),
                      titles=[f"mean ({c})" for c in counts] + [f"facet p={p:.2f}" for p in probs],
-                     ncols=_K.value)
-  write_json(os.path.join(_WORKDIR.value, "metrics.json"),
-            {"cluster_sizes": counts.tolist(), "facet_class_prob": [float(p) for p in probs]})
-  write_json(os.path.join(_WORKDIR.value, "config.json"),
-            dict(split=_SPLIT.value, target=_TARGET.value, k=_K.value, images_per_class=_PER_CLASS.value,
-                 steps=_STEPS.value, seed=_SEED.value, data=_DATA.value))
+                     ncols=config.k)
+  write_json(os.path.join(workdir, "metrics.json"),
+             {"cluster_sizes": counts, "facet_class_prob": probs})
+  write_json(os.path.join(workdir, "config.json"), config.to_dict())
 
 
 if __name__ == "__main__":

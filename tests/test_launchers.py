@@ -1,9 +1,15 @@
-"""Smoke tests: each foundation launcher runs end to end on a tiny setting."""
+"""Smoke tests: each foundation launcher runs end to end on a tiny setting,
+and every launcher config loads."""
 
+import glob
+import importlib
 import json
 import os
 import subprocess
 import sys
+
+import ml_collections
+import pytest
 
 from cnnviz_jax import samples
 
@@ -17,10 +23,34 @@ def run(*args):
   return out
 
 
+CONFIGS = sorted(os.path.basename(p)[:-3] for p in glob.glob(
+    os.path.join(ROOT, "experiments", "configs", "*.py"))
+    if not p.endswith(("__init__.py", "common.py")))
+
+
+def test_every_launcher_has_a_config():
+  launchers = {"adversarial", "class_viz", "classify", "deepdream", "inversion",
+               "multifaceted", "neuron_viz", "saliency"}
+  assert launchers <= set(CONFIGS)
+
+
+@pytest.mark.parametrize("name", CONFIGS)
+def test_config_loads(name):
+  module = importlib.import_module(f"experiments.configs.{name}")
+  default, smoke = module.get_config(), module.get_config("smoke")
+  assert isinstance(default, ml_collections.ConfigDict)
+  assert set(smoke) == set(default)  # smoke changes values, never the options
+  assert module.get_config("") == default
+  assert f"experiments/configs/{name}.py" in module.__doc__  # launch command
+  with pytest.raises(ValueError, match="accepted: '' .* 'smoke'"):
+    module.get_config("smok")
+
+
 def test_classify_on_bundled_photos(tmp_path):
   photos = list(samples.bundled_photo_paths().values())
   assert len(photos) >= 2  # sklearn and matplotlib ship them
-  run("experiments/classify.py", f"--workdir={tmp_path}", "--images=" + ",".join(photos))
+  run("experiments/classify.py", "--config=experiments/configs/classify.py:smoke",
+      f"--workdir={tmp_path}")
   preds = json.load(open(tmp_path / "predictions.json"))
   assert len(preds) == len(photos)
   assert all(abs(sum(p for _, p in r["top"]) - 1) < 1 for r in preds)

@@ -10,13 +10,14 @@ import json
 import os
 from typing import Optional
 
+from absl import logging
 import jax
 
 from cnnviz_jax.models import checkpoint, zoo
 from cnnviz_jax.models.core import Layer, Model, count_params, param_shapes, init_params
 
 __all__ = ["Layer", "Model", "build", "count_params", "init_params", "load",
-           "names", "param_shapes", "spec"]
+           "load_or_init", "names", "param_shapes", "spec"]
 
 SHIPPED_WEIGHTS = {
     "cifar_vgg": os.path.join(os.path.dirname(__file__), "weights",
@@ -84,3 +85,16 @@ def load(name: str, weights: Optional[str] = None, *,
                        f"names; {name} has {s.num_classes} outputs.")
     model = model.replace(class_names=classes)
   return model
+
+
+def load_or_init(name: str, weights: Optional[str] = None, *,
+                 key: jax.Array) -> Model:
+  """`load(name, weights)` when there are weights (given, or shipped with the
+  package), else a random initialization from `key` with a logged warning:
+  launchers then run on any architecture, e.g. the test-only `tiny`.
+  """
+  if weights is None and name not in SHIPPED_WEIGHTS:
+    logging.warning("%s ships no weights and none were given: using a random "
+                    "initialization.", name)
+    return load(name, key=key)
+  return load(name, weights)

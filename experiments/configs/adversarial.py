@@ -1,0 +1,41 @@
+r"""Adversarial attacks with evaluation, and fooling images. Needs CIFAR-10.
+
+  python experiments/adversarial.py --config=experiments/configs/adversarial.py \
+      --workdir=runs/adversarial
+  python experiments/adversarial.py --config=experiments/configs/adversarial.py \
+      --workdir=runs/adversarial --config.steps=50 --config.norm=l2 \
+      --config.eps=0.5 --config.step_size=0.1 --config.targeted=True
+
+Args (`--config=...adversarial.py:ARG`): "" (default) or "smoke" (16 images, 2
+attack and 2 fooling steps: a CPU-sized run for tests).
+"""
+
+import ml_collections
+
+from experiments.configs import common
+
+
+def get_config(arg=None) -> ml_collections.ConfigDict:
+  """Returns the adversarial config; `arg` as in the module docstring."""
+  arg = common.parse_arg(arg, "adversarial")
+  c = ml_collections.ConfigDict()
+  c.data = "../shared/data/cifar10-jpeg.tar"  # CIFAR-10 location.
+  c.attack = "pgd"            # One of cnnviz_jax.adversarial.ATTACKS.
+  c.norm = "linf"             # Threat model: "linf" or "l2".
+  # 8/255 and 2/255 in 10 steps: the standard CIFAR-10 L-inf setting
+  # (Madry et al. 2018, section 5).
+  c.eps = 8 / 255
+  c.steps = 10                # PGD steps.
+  c.step_size = 2 / 255       # PGD step size.
+  c.restarts = 1              # PGD runs (random restarts).
+  c.targeted = False          # Random target classes.
+  c.n = 1000                  # Correctly classified test images attacked.
+  c.fool_images = 8           # Images turned into their runner-up class.
+  c.fool_eps = 4 / 255        # L-inf budget for fooling images (invisible).
+  c.fool_steps = 40           # Steps for fooling images.
+  c.seed = 0
+  if arg == common.SMOKE:
+    c.n = 16
+    c.steps = 2
+    c.fool_steps = 2
+  return c

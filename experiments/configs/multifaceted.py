@@ -1,0 +1,33 @@
+r"""Multifaceted feature visualization (Nguyen et al. 2016). Needs CIFAR-10.
+
+  python experiments/multifaceted.py --config=experiments/configs/multifaceted.py \
+      --workdir=runs/multifaceted
+  python experiments/multifaceted.py --config=experiments/configs/multifaceted.py \
+      --workdir=runs/multifaceted --config.steps=50 --config.target=5 --config.k=3
+
+Args (`--config=...multifaceted.py:ARG`): "" (default) or "smoke" (2 steps, two
+facets from 10 test images: a CPU-sized run for tests).
+"""
+
+import ml_collections
+
+from experiments.configs import common
+
+
+def get_config(arg=None) -> ml_collections.ConfigDict:
+  """Returns the multifaceted config; `arg` as in the module docstring."""
+  arg = common.parse_arg(arg, "multifaceted")
+  c = ml_collections.ConfigDict()
+  c.data = "../shared/data/cifar10-jpeg.tar"  # CIFAR-10 location.
+  c.split = "train"           # "train" or "test".
+  c.target = 3                # Class index.
+  c.k = 4                     # Number of facets (clusters).
+  c.images_per_class = 200    # Images of the class that are clustered.
+  c.steps = 200
+  c.seed = 0
+  if arg == common.SMOKE:
+    c.steps = 2
+    c.k = 2
+    c.images_per_class = 10
+    c.split = "test"
+  return c
