@@ -24,6 +24,7 @@ serves every target and hyperparameter value; `sweep` vmaps it over a stack of
 settings as one computation.
 """
 
+import dataclasses
 import functools
 from typing import Any, Callable, NamedTuple, Optional, Sequence, Union
 
@@ -61,7 +62,16 @@ class Result(NamedTuple):
 
 
 class Setup(NamedTuple):
-  """Everything a sweep may vary: one point of a hyperparameter sweep."""
+  """Everything a sweep may vary: one point of a hyperparameter sweep.
+
+  Every number in it is a traced leaf, so points may differ in any of them:
+  objective weights and targets, TV's beta, jitter and roll pixels, scale
+  and rotation ranges, blur sigma, period and radius, clipping percentiles,
+  projection radii, the learning rate. What is static (term kinds and
+  layers, which transforms and operations are present and in which order,
+  leaf shapes) must be equal across a sweep; static bounds (`Jitter.max_pixels`,
+  `GaussianBlur.max_radius`) are raised to the sweep's maximum (`align_bounds`).
+  """
   objective: objectives_lib.Objective
   transform: Any = None
   step_ops: Any = None
@@ -254,15 +264,104 @@ def optimize(model, objective: objectives_lib.Objective, param, *,
   return Result(param.to_image(params), params, history)
 
 
-def stack(trees: Sequence[Any]) -> Any:
-  """Stacks structurally identical pytrees leaf-wise (a leading sweep axis)."""
+def _has_bounds(x) -> bool:
+  return bool(getattr(type(x), "sweep_bounds", ()))
+
+
+def align_bounds(trees: Sequence[Any]) -> list:
+  """Raises every static bound (a field named in a node's `sweep_bounds`,
+  e.g. `Jitter.max_pixels`, `GaussianBlur.max_radius`) to its maximum over
+  `trees`, so that points which differ only in traced numbers (jitter
+  pixels, blur radius) get one structure. Bounds do not change a node's
+  output, only the size of its padded arrays."""
   trees = list(trees)
+  if len(trees) < 2:
+    return trees
+  bounded = [jax.tree_util.tree_flatten(t, is_leaf=_has_bounds)[0] for t in trees]
+  if len({len(b) for b in bounded}) != 1:
+    return trees  # different structures: `stack` reports where
+  for i in range(len(bounded[0])):
+    nodes = [b[i] for b in bounded]
+    if not all(_has_bounds(n) and type(n) is type(nodes[0]) for n in nodes):
+      continue
+    widest = {f: max(getattr(n, f) for n in nodes) for f in type(nodes[0]).sweep_bounds}
+    for b in bounded:
+      b[i] = b[i].replace(**widest)
+  return [jax.tree_util.tree_unflatten(
+      jax.tree_util.tree_structure(t, is_leaf=_has_bounds), b)
+          for t, b in zip(trees, bounded)]
+
+
+def _static_fields(x) -> dict:
+  if not dataclasses.is_dataclass(x):
+    return {}
+  return {f.name: getattr(x, f.name) for f in dataclasses.fields(x)
+          if not f.metadata.get("pytree_node", True)}
+
+
+def _first_difference(a, b, path: str) -> Optional[str]:
+  """Where two sweep points differ in something that is not a traced number
+  (a type, a static field, a tuple's length, a leaf's shape), or None."""
+  if a is None or b is None:
+    return None if a is b else f"{path}: {a!r} vs {b!r} (None in one point only)"
+  if type(a) is not type(b):
+    return f"{path}: {type(a).__name__} vs {type(b).__name__}"
+  if isinstance(a, (tuple, list)):
+    if len(a) != len(b):
+      return f"{path}: {len(a)} vs {len(b)} entries"
+    fields = [(f"{path}[{i}]", x, y) for i, (x, y) in enumerate(zip(a, b))]
+    if hasattr(a, "_fields"):
+      fields = [(f"{path}.{n}", x, y) for n, x, y in zip(a._fields, a, b)]
+  elif isinstance(a, dict):
+    if set(a) != set(b):
+      return f"{path}: keys {sorted(a)} vs {sorted(b)}"
+    fields = [(f"{path}[{k!r}]", a[k], b[k]) for k in a]
+  elif dataclasses.is_dataclass(a):
+    sa, sb = _static_fields(a), _static_fields(b)
+    for k in sa:
+      if not _equal(sa[k], sb[k]):
+        return (f"{path}.{k}: {sa[k]!r} vs {sb[k]!r} (a static setting: it "
+                "must be equal across the sweep)")
+    fields = [(f"{path}.{f.name}", getattr(a, f.name), getattr(b, f.name))
+              for f in dataclasses.fields(a) if f.name not in sa]
+  else:
+    sa, sb = np.shape(a), np.shape(b)
+    return None if sa == sb else f"{path}: shape {sa} vs {sb}"
+  for p, x, y in fields:
+    d = _first_difference(x, y, p)
+    if d is not None:
+      return d
+  return None
+
+
+def _equal(a, b) -> bool:
+  try:
+    return bool(a == b)
+  except Exception:  # pylint: disable=broad-except
+    return a is b
+
+
+def stack(trees: Sequence[Any]) -> Any:
+  """Stacks pytrees leaf-wise (a leading sweep axis), after `align_bounds`.
+
+  Raises:
+    ValueError: naming the first place (e.g. `setup.objective.terms[1].kind`)
+      where a point differs from the first in more than traced numbers.
+  """
+  trees = align_bounds(trees)
   if not trees:
     raise ValueError("nothing to stack.")
-  structs = {jax.tree_util.tree_structure(t) for t in trees}
-  if len(structs) != 1:
-    raise ValueError("sweep points must differ only in numbers (same terms, "
-                     f"layers, transforms and shapes); got structures {structs}.")
+  first = jax.tree_util.tree_structure(trees[0])
+  for i, t in enumerate(trees[1:], 1):
+    leaves_ok = jax.tree_util.tree_structure(t) == first and all(
+        np.shape(x) == np.shape(y) for x, y in zip(
+            jax.tree_util.tree_leaves(trees[0]), jax.tree_util.tree_leaves(t)))
+    if not leaves_ok:
+      where = (_first_difference(trees[0], t, "setup")
+               or f"structures {first} vs {jax.tree_util.tree_structure(t)}")
+      raise ValueError(
+          "sweep points must differ only in numbers (same terms, layers, "
+          f"transforms and shapes); point {i} differs from point 0 at {where}.")
   return jax.tree_util.tree_map(
       lambda *x: jnp.stack([jnp.asarray(v, jnp.result_type(v)) for v in x]), *trees)
 
@@ -288,8 +387,15 @@ def sweep(model, setups: Sequence[Setup], param, *, keys: Array, steps: int,
           optimizer: str = "adam", grad_norm: Optional[str] = None,
           init: Optional[Array] = None, chunk: Optional[int] = None,
           unroll: Optional[int] = None, progress=None) -> Result:
-  """Runs S settings (objective weights, targets, blur sigma, learning rate,
-  seeds) as one vmapped, jitted computation.
+  """Runs S settings as one vmapped, jitted computation.
+
+  Any number in a `Setup` may vary (see `Setup`): objective weights and
+  targets, TV's beta, jitter/roll pixels, scale and rotation ranges, blur
+  sigma, period and radius, clipping percentiles, the learning rate; the
+  seeds come from `keys`. Blur kernels and jitter pads take the sweep's
+  largest size, each point masked to its own, so point `s` matches its own
+  run up to float rounding. `synthesis.sweep` builds the setups from recipe
+  dicts.
 
   Args:
     setups: S `Setup`s that differ only in numbers.

@@ -5,9 +5,15 @@
 Each returns a per-image penalty `[N]` (a mean over pixels, so that weights do
 not depend on the image size) of the image `x` in [0, 1] measured from
 mid-gray 0.5, the counterpart of zero for a mean-subtracted image.
+
+Every number (the weights, TV's exponent beta) is a traced leaf of the
+objective, so a sweep can vary it.
 """
 
 import jax.numpy as jnp
+import numpy as np
+
+from cnnviz_jax import checks
 
 from cnnviz_jax import objectives
 from cnnviz_jax.objectives import Objective
@@ -52,11 +58,18 @@ def l1() -> Objective:
   return objectives.term("l1", taps=("input",))
 
 
-def tv(beta: float = 2.0) -> Objective:
-  """Total variation with exponent `beta` >= 1 (Mahendran & Vedaldi 2015)."""
-  if not beta >= 1.0:
-    raise ValueError(f"tv exponent beta must be >= 1; got {beta!r}.")
-  return objectives.term("tv", float(beta), taps=("input",))
+def tv(beta=2.0) -> Objective:
+  """Total variation with exponent `beta` >= 1 (Mahendran & Vedaldi 2015).
+
+  `beta` is a float or an array (a traced leaf of the objective: a sweep may
+  vary it, and `jax.vmap` may map over it).
+  """
+  if checks.is_concrete(beta):
+    b = np.asarray(beta)
+    if b.dtype.kind not in "iuf" or not np.all(b >= 1.0):
+      raise ValueError(f"tv exponent beta must be >= 1; got {beta!r}.")
+    beta = float(b) if b.ndim == 0 else jnp.asarray(b, jnp.float32)
+  return objectives.term("tv", taps=("input",), beta=beta)
 
 
 REGULARIZERS = {"l2": l2, "l1": l1, "tv": tv}

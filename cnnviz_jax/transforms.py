@@ -14,6 +14,12 @@ leaves, so one compiled loop serves every value, and a sweep can vmap them):
   chained by `compose_steps`.
 
 Images are float32 `[N, H, W, 3]`; every op keeps their shape.
+
+Amounts that set an array size are traced too, each with a static bound:
+`Jitter.pixels` pads by `max_pixels`, `GaussianBlur.radius` masks a kernel
+of half-width `max_radius`. `optimize.sweep` raises the bounds to the
+sweep's maximum (a node's `sweep_bounds`), which leaves each point's output
+unchanged up to float rounding.
 """
 
 import math
@@ -22,6 +28,7 @@ from typing import Any
 import flax
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from cnnviz_jax import checks
 
@@ -63,43 +70,84 @@ def compose(*transforms) -> Compose:
   return Compose(tuple(transforms))
 
 
+def _check_amount(value, name):
+  """A non-negative integer amount (pixels), concrete or traced."""
+  checks.check_positive(value, name, allow_zero=True)
+  if checks.is_concrete(value):
+    arr = np.asarray(value)
+    if arr.dtype.kind == "f" and not np.all(arr == np.round(arr)):
+      raise ValueError(f"{name} must be a whole number of pixels; got {value!r}.")
+    return int(arr) if arr.ndim == 0 else jnp.asarray(arr, jnp.int32)
+  return value
+
+
+def _bound(value, given, name, default=None):
+  """The static bound of a possibly traced amount: `given`, else the largest
+  concrete value, else `default` (None: a ValueError)."""
+  if given is not None:
+    checks.check_positive(given, name, allow_zero=True)
+    if checks.is_concrete(value) and np.max(np.asarray(value)) > given:
+      raise ValueError(f"{name} {given} is below the amount {value!r}.")
+    return int(given)
+  if checks.is_concrete(value):
+    return int(np.max(np.asarray(value)))
+  if default is None:
+    raise ValueError(f"a traced amount needs an explicit static {name}.")
+  return default
+
+
 @flax.struct.dataclass
 class Jitter:
   """Random translation by up to `pixels` in each direction, reflect-padded so
-  that the size is kept (Lucid `transform.jitter`)."""
-  pixels: int = _static()
+  that the size is kept (Lucid `transform.jitter`).
+
+  `pixels` is a traced leaf (sweepable); `max_pixels` (static, >= pixels) is
+  the pad width. The offset is drawn in [-pixels, pixels], so the result does
+  not depend on `max_pixels` (a reflect pad's inner values do not depend on
+  its width).
+  """
+  pixels: Any
+  max_pixels: int = _static(default=0)
+  # `sweep` raises static bounds to their maximum over the sweep points.
+  sweep_bounds = ("max_pixels",)
 
   def __call__(self, key, images):
-    d = self.pixels
-    if d == 0:
+    big = self.max_pixels
+    if big == 0:
       return images
     n, h, w, c = images.shape
-    padded = jnp.pad(images, ((0, 0), (d, d), (d, d), (0, 0)), mode="reflect")
-    oy, ox = jax.random.randint(key, (2,), 0, 2 * d + 1)
+    padded = jnp.pad(images, ((0, 0), (big, big), (big, big), (0, 0)), mode="reflect")
+    d = jnp.asarray(self.pixels, jnp.int32)
+    oy, ox = jax.random.randint(key, (2,), 0, 2 * d + 1) + (big - d)
     return jax.lax.dynamic_slice(padded, (0, oy, ox, 0), (n, h, w, c))
 
 
-def jitter(pixels: int) -> Jitter:
-  checks.check_positive(pixels, "jitter pixels", allow_zero=True)
-  return Jitter(int(pixels))
+def jitter(pixels, max_pixels: int | None = None) -> Jitter:
+  """Jitter by up to `pixels` (int >= 0, may be traced or an array).
+
+  `max_pixels` (static) defaults to the largest concrete `pixels`; a traced
+  `pixels` needs it.
+  """
+  pixels = _check_amount(pixels, "jitter pixels")
+  return Jitter(pixels, _bound(pixels, max_pixels, "jitter max_pixels"))
 
 
 @flax.struct.dataclass
 class Roll:
   """Random circular shift by up to `pixels` (DeepDream's roll: the shift
-  hides the tiling seams; Mordvintsev et al. 2015)."""
-  pixels: int = _static()
+  hides the tiling seams; Mordvintsev et al. 2015). `pixels` is a traced
+  leaf: `jnp.roll` takes a traced shift, so no static bound is needed."""
+  pixels: Any
 
   def __call__(self, key, images):
-    if self.pixels == 0:
-      return images
-    s = jax.random.randint(key, (2,), -self.pixels, self.pixels + 1)
+    p = jnp.asarray(self.pixels, jnp.int32)
+    s = jax.random.randint(key, (2,), -p, p + 1)
     return jnp.roll(images, (s[0], s[1]), axis=(1, 2))
 
 
-def roll(pixels: int) -> Roll:
-  checks.check_positive(pixels, "roll pixels", allow_zero=True)
-  return Roll(int(pixels))
+def roll(pixels) -> Roll:
+  """Roll by up to `pixels` (int >= 0, may be traced)."""
+  return Roll(_check_amount(pixels, "roll pixels"))
 
 
 def _affine(images, scale, angle):
@@ -172,10 +220,26 @@ def compose_steps(*ops) -> ComposeSteps:
   return ComposeSteps(tuple(ops))
 
 
-def blur(images: Array, sigma, radius: int) -> Array:
-  """Separable Gaussian blur (reflect padding); `sigma` may be traced."""
+def blur(images: Array, sigma, radius: int, support=None) -> Array:
+  """Separable Gaussian blur (reflect padding).
+
+  Args:
+    images: float32 `[N, H, W, C]`.
+    sigma: standard deviation in pixels; may be traced.
+    radius: static half-width of the kernel array (`2 radius + 1` taps).
+    support: taps farther than `support` from the center get weight zero
+      (may be traced; None: all `radius`). The kernel is normalized over the
+      kept taps, so `blur(x, s, R, support=r)` equals `blur(x, s, r)` for any
+      `R >= r` up to float rounding: the reflect pad's inner values do not
+      depend on its width.
+
+  Returns:
+    the blurred images, same shape.
+  """
   t = jnp.arange(-radius, radius + 1, dtype=jnp.float32)
   k = jnp.exp(-0.5 * jnp.square(t / jnp.maximum(sigma, 1e-3)))
+  if support is not None:
+    k = jnp.where(jnp.abs(t) <= support, k, 0.0)
   k = k / k.sum()
   c = images.shape[-1]
   x = jnp.pad(images, ((0, 0), (radius, radius), (radius, radius), (0, 0)),
@@ -189,26 +253,59 @@ def blur(images: Array, sigma, radius: int) -> Array:
                                       feature_group_count=c)
 
 
+def default_radius(sigma):
+  """The kernel half-width for `sigma`: ceil(3 sigma), at least 1 (three
+  standard deviations hold 99.7% of the Gaussian's mass). Works on traced
+  values (then a float array)."""
+  if checks.is_concrete(sigma):
+    r = np.maximum(1, np.ceil(3.0 * np.asarray(sigma, np.float64)))
+    return int(r) if r.ndim == 0 else jnp.asarray(r, jnp.int32)
+  return jnp.maximum(1.0, jnp.ceil(3.0 * sigma))
+
+
 @flax.struct.dataclass
 class GaussianBlur:
-  """Blurs every `every` steps (Yosinski et al. 2015: sigma 0.3-1, every 4)."""
+  """Blurs every `every` steps (Yosinski et al. 2015: sigma 0.3-1, every 4).
+
+  `sigma`, `every` and `radius` (the kernel's support, in pixels) are traced
+  leaves, so a sweep can vary all three; `sigma == 0` means no blur. The
+  kernel array has the static half-width `max_radius` >= radius, and taps
+  beyond `radius` are zero, so a point of a sweep (where `max_radius` is the
+  largest radius of the sweep) blurs exactly as the same blur alone does.
+  """
   sigma: Any
-  every: int = _static(default=1)
-  radius: int = _static(default=2)
+  every: Any = 1
+  radius: Any = 2
+  max_radius: int = _static(default=2)
+  # `sweep` raises static bounds to their maximum over the sweep points.
+  sweep_bounds = ("max_radius",)
 
   def __call__(self, images, grads, step):
-    blurred = blur(images, self.sigma, self.radius)
-    return jnp.where(step % self.every == self.every - 1, blurred, images)
+    blurred = blur(images, self.sigma, self.max_radius, support=self.radius)
+    on = (step % self.every == self.every - 1) & (self.sigma > 0)
+    return jnp.where(on, blurred, images)
 
 
-def gaussian_blur(sigma: float = 0.5, every: int = 4,
-                  radius: int | None = None) -> GaussianBlur:
-  """`radius` (static) defaults to ceil(3 sigma) for a concrete sigma."""
-  checks.check_positive(sigma, "blur sigma")
+def gaussian_blur(sigma=0.5, every=4, radius=None,
+                  max_radius: int | None = None) -> GaussianBlur:
+  """Periodic Gaussian blur of the pixels.
+
+  Args:
+    sigma: >= 0 pixels (0: no blur); may be traced or an array.
+    every: blur at steps `every - 1, 2 every - 1, ...` (>= 1; may be traced).
+    radius: kernel support in pixels; default `default_radius(sigma)` =
+      max(1, ceil(3 sigma)).
+    max_radius: static kernel half-width (>= radius); default the largest
+      concrete radius, or 3 for a traced sigma without a concrete radius.
+  """
+  checks.check_positive(sigma, "blur sigma", allow_zero=True)
   checks.check_positive(every, "blur every")
   if radius is None:
-    radius = max(1, math.ceil(3 * float(sigma))) if checks.is_concrete(sigma) else 3
-  return GaussianBlur(sigma, int(every), int(radius))
+    radius = default_radius(sigma)
+  else:
+    radius = _check_amount(radius, "blur radius")
+  return GaussianBlur(sigma, every, radius,
+                      _bound(radius, max_radius, "blur max_radius", 3))
 
 
 def _percentile_mask(score, percentile):
@@ -255,7 +352,6 @@ def clip_small_contribution(percentile: float = 10.0) -> ClipSmallContribution:
 
 
 def _check_percentile(p):
-  import numpy as np
   if checks.is_concrete(p) and not (0.0 <= np.min(p) and np.max(p) <= 100.0):
     raise ValueError(f"percentile must be in [0, 100]; got {p!r}.")
 

@@ -16,9 +16,17 @@ SCRIPT = textwrap.dedent("""
     assert len(jax.devices()) == 4, jax.devices()
     m = models.load("tiny", key=jax.random.PRNGKey(0))
     p = P.pixels(2, (16, 16))
-    setups = [opt.Setup(O.class_logit(jnp.array([1, 3])) - l2 * R.l2(),
-                        T.jitter(2), T.gaussian_blur(0.5, every=2, radius=3), 0.05)
-              for l2 in (0.0, 0.1, 0.2, 0.4)]
+    # Every kind of traced setting varies: weights, TV beta, jitter, blur
+    # sigma (0: none) and period, learning rate. The static bounds are given
+    # so that the one-by-one runs share one compiled program.
+    setups = [opt.Setup(O.class_logit(jnp.array([1, 3])) - l2 * R.l2()
+                        - 0.1 * R.tv(beta),
+                        T.jitter(j, max_pixels=3),
+                        T.gaussian_blur(s, every=e, max_radius=3), lr)
+              for l2, beta, j, s, e, lr in ((0.0, 1.0, 0, 0.0, 2, 0.05),
+                                            (0.1, 1.5, 1, 0.3, 1, 0.02),
+                                            (0.2, 2.0, 2, 0.6, 2, 0.1),
+                                            (0.4, 3.0, 3, 1.0, 3, 0.05))]
     keys = jax.random.split(jax.random.PRNGKey(1), 4)
     st = opt.shard_sweep_axis(opt.stack(setups), 4)
     leaf = jax.tree_util.tree_leaves(st.learning_rate)[0]

@@ -82,7 +82,8 @@ class ObjectiveTest(chex.TestCase):
       opt.optimize(m, O.class_logit(0), px, key=key, steps=1, grad_norm="l7")
     with self.assertRaisesRegex(ValueError, "unknown recipe"):
       S.visualize_class(m, [0], key=key, steps=1, recipe_name="magic")
-    with self.assertRaisesRegex(ValueError, "blur sigma must be > 0"):
+    # sigma 0 means no blur (a sweep may switch the blur off at some points).
+    with self.assertRaisesRegex(ValueError, "blur sigma must be >= 0"):
       T.gaussian_blur(-1.0)
     with self.assertRaisesRegex(ValueError, "beta must be >= 1"):
       R.tv(0.5)
