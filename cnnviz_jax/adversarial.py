@@ -273,17 +273,21 @@ def predict(model, images: Array, batch_size: int = 250):
 
 
 def evaluate(model, images: Array, adv: Array, labels: Array,
-             targets: Optional[Array] = None, batch_size: int = 250) -> dict:
+             targets: Optional[Array] = None, batch_size: int = 250,
+             confidence: float = 0.9) -> dict:
   """Attack results over a set of images.
 
   Args:
     images, adv: float32 `[N, H, W, 3]`: clean and attacked images.
     labels: true classes `[N]`.
     targets: target classes `[N]` for a targeted attack (None: untargeted).
+    confidence: targeted only: `confident_success_rate` counts the images
+      whose target probability is at least this (fooling images: 0.9).
 
   Returns:
     `{"success_rate", "clean_accuracy", "adv_accuracy", "mean_linf",
-    "max_linf", "mean_l2", "mean_psnr", "target_prob_mean"}` as floats.
+    "max_linf", "mean_l2", "mean_psnr"}` as floats, plus for a targeted attack
+    `"target_prob_mean"`, `"target_prob_min"` and `"confident_success_rate"`.
     Success: untargeted, the prediction differs from the label; targeted, it
     equals the target.
   """
@@ -298,8 +302,10 @@ def evaluate(model, images: Array, adv: Array, labels: Array,
          "mean_linf": float(jnp.mean(p["linf"])), "max_linf": float(jnp.max(p["linf"])),
          "mean_l2": float(jnp.mean(p["l2"])), "mean_psnr": float(jnp.mean(p["psnr"]))}
   if targets is not None:
-    out["target_prob_mean"] = float(jnp.mean(
-        jnp.take_along_axis(probs, jnp.asarray(targets)[:, None], 1)))
+    pt = jnp.take_along_axis(probs, jnp.asarray(targets)[:, None], 1)[:, 0]
+    out["target_prob_mean"] = float(jnp.mean(pt))
+    out["target_prob_min"] = float(jnp.min(pt))
+    out["confident_success_rate"] = float(jnp.mean(pt >= confidence))
   return out
 
 

@@ -6,7 +6,9 @@ r"""Adversarial attacks with evaluation, and fooling images.
 Needs CIFAR-10 (../shared/data/cifar10-jpeg.tar). Attacks `n` correctly
 classified test images, then turns the first `fool_images` into their
 runner-up class within `fool_eps` (the lecture's elephant -> koala). Writes
-fooling.png, metrics.json (attack and fooling results) and config.json.
+fooling.png (the first `fool_show`), metrics.json (attack and fooling results,
+`fooling.confident_success_rate`: the fraction reaching probability >= 0.9)
+and config.json.
 Options: experiments/configs/adversarial.py (`:smoke` for tests).
 """
 
@@ -45,6 +47,8 @@ def main(argv):
   ft = metrics.runner_up(model, fx)
   fooled = adversarial.fool(model, fx, ft, eps=config.fool_eps, steps=config.fool_steps)
   fooling = adversarial.evaluate(model, fx, fooled, fy, ft)
+  show = config.fool_show
+  fx, fy, ft, fooled = fx[:show], fy[:show], ft[:show], fooled[:show]
   probs = metrics.class_probabilities(model, fooled, ft).tolist()
   names = model.class_names
   # The change, scaled so that +-fool_eps spans the full grey range.

@@ -135,6 +135,8 @@ class CifarAttackTest(chex.TestCase):
     # their true class, and five attack variants (Adam, momentum, log-odds
     # loss, 200 steps) reach the same target probabilities within 0.05.
     self.assertGreaterEqual(np.mean(probs >= 0.9), 0.9, msg=str(probs))
+    self.assertAlmostEqual(ev["confident_success_rate"], np.mean(probs >= 0.9))
+    self.assertAlmostEqual(ev["target_prob_min"], probs.min(), places=5)
     wider = A.fool(m, x[:10], targets[:10], eps=8 / 255)
     probs8 = jax.nn.softmax(m(wider)[0])[jnp.arange(10), targets[:10]]
     self.assertTrue(np.all(np.asarray(probs8) >= 0.9), msg=str(probs8))

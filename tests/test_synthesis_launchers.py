@@ -53,3 +53,6 @@ def test_multifaceted(tmp_path):
 def test_adversarial(tmp_path):
   m = run("adversarial", tmp_path)
   assert m["attack"]["max_linf"] <= 8 / 255 + 1e-6
+  assert m["fooling"]["max_linf"] <= 4 / 255 + 1e-6
+  assert 0.0 <= m["fooling"]["confident_success_rate"] <= 1.0
+  assert (tmp_path / "fooling.png").exists()
