@@ -137,7 +137,7 @@ class CifarAttackTest(chex.TestCase):
     self.assertGreaterEqual(np.mean(probs >= 0.9), 0.9, msg=str(probs))
     self.assertAlmostEqual(ev["confident_success_rate"], np.mean(probs >= 0.9))
     self.assertAlmostEqual(ev["target_prob_min"], probs.min(), places=5)
-    wider = A.fool(m, x[:10], targets[:10], eps=8 / 255)
+    wider = A.fool(m, x[:10], targets[:10], eps=8 / 255, steps=40)
     probs8 = jax.nn.softmax(m(wider)[0])[jnp.arange(10), targets[:10]]
     self.assertTrue(np.all(np.asarray(probs8) >= 0.9), msg=str(probs8))
 
