@@ -14,18 +14,14 @@ Options: experiments/configs/adversarial.py (`:smoke` for tests).
 
 import os
 
-from absl import app, flags
+from absl import app
 import jax
 import numpy as np
-from ml_collections import config_flags
 
 from cnnviz_jax import adversarial, data, metrics, models, pictures, samples
-from cnnviz_jax.models.checkpoint import write_json
+from experiments import launch
 
-_CONFIG = config_flags.DEFINE_config_file(
-    "config", os.path.join(os.path.dirname(__file__), "configs", "adversarial.py"),
-    "Config file, optionally with `:smoke`.")
-_WORKDIR = flags.DEFINE_string("workdir", "runs/adversarial", "Output folder.")
+_CONFIG, _WORKDIR = launch.define_flags("adversarial")
 
 
 def main(argv):
@@ -58,8 +54,7 @@ def main(argv):
       os.path.join(workdir, "fooling.png"), list(fx) + list(diff) + list(fooled),
       titles=[names[int(c)] for c in fy] + ["change x%.0f" % (0.5 / config.fool_eps)] * len(fx)
       + [f"{names[int(t)]} {p:.2f}" for t, p in zip(ft, probs)], ncols=len(fx))
-  write_json(os.path.join(workdir, "metrics.json"), {"attack": attack, "fooling": fooling})
-  write_json(os.path.join(workdir, "config.json"), config.to_dict())
+  launch.write_results(workdir, {"attack": attack, "fooling": fooling}, config)
 
 
 if __name__ == "__main__":

@@ -9,17 +9,13 @@ config.json. Options: experiments/configs/class_viz.py (`:smoke` for tests).
 
 import os
 
-from absl import app, flags
+from absl import app
 import jax
-from ml_collections import config_flags
 
 from cnnviz_jax import metrics, models, pictures, synthesis
-from cnnviz_jax.models.checkpoint import write_json
+from experiments import launch
 
-_CONFIG = config_flags.DEFINE_config_file(
-    "config", os.path.join(os.path.dirname(__file__), "configs", "class_viz.py"),
-    "Config file, optionally with `:smoke`.")
-_WORKDIR = flags.DEFINE_string("workdir", "runs/class_viz", "Output folder.")
+_CONFIG, _WORKDIR = launch.define_flags("class_viz")
 
 
 def main(argv):
@@ -36,10 +32,9 @@ def main(argv):
   os.makedirs(workdir, exist_ok=True)
   pictures.save_grid(os.path.join(workdir, "classes.png"), list(images),
                      titles=[f"{n} {p:.2f}" for n, p in zip(names, probs)])
-  write_json(os.path.join(workdir, "metrics.json"), {"class_prob": dict(zip(names, probs))})
-  write_json(os.path.join(workdir, "config.json"),
-             dict(config.to_dict(), classes=classes,
-                  recipe_options=synthesis.recipe(config.recipe)))
+  launch.write_results(workdir, {"class_prob": dict(zip(names, probs))},
+                       dict(config.to_dict(), classes=classes,
+                            recipe_options=synthesis.recipe(config.recipe)))
 
 
 if __name__ == "__main__":

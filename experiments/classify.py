@@ -14,17 +14,14 @@ experiments/configs/classify.py (`:smoke` for tests).
 
 import os
 
-from absl import app, flags, logging
+from absl import app, logging
 import numpy as np
-from ml_collections import config_flags
 
 from cnnviz_jax import data, metrics, models, pictures, samples
 from cnnviz_jax.models.checkpoint import write_json
+from experiments import launch
 
-_CONFIG = config_flags.DEFINE_config_file(
-    "config", os.path.join(os.path.dirname(__file__), "configs", "classify.py"),
-    "Config file, optionally with `:smoke`.")
-_WORKDIR = flags.DEFINE_string("workdir", "runs/classify", "Output folder.")
+_CONFIG, _WORKDIR = launch.define_flags("classify")
 
 
 def main(argv):
@@ -62,11 +59,12 @@ def main(argv):
   pictures.save_grid(png, list(images), titles=titles, ncols=min(len(images), 5),
                      suptitle=f"{model.name}: top-1 class and probability")
   write_json(os.path.join(workdir, "predictions.json"), results)
+  acc = None
   if labels is not None:
     acc = float(np.mean(idx[:, 0] == labels))
     logging.info("top-1 accuracy on these %d images: %.3f", len(labels), acc)
-    write_json(os.path.join(workdir, "metrics.json"), {"top1_accuracy": acc})
-  write_json(os.path.join(workdir, "config.json"), config.to_dict())
+  launch.write_results(workdir, None if acc is None else {"top1_accuracy": acc},
+                       config)
   print(f"wrote {png}")
 
 

@@ -12,18 +12,14 @@ and after) and config.json. Options: experiments/configs/deepdream.py
 
 import os
 
-from absl import app, flags
+from absl import app
 import jax
 import jax.numpy as jnp
-from ml_collections import config_flags
 
 from cnnviz_jax import data, metrics, models, pictures, samples, synthesis
-from cnnviz_jax.models.checkpoint import write_json
+from experiments import launch
 
-_CONFIG = config_flags.DEFINE_config_file(
-    "config", os.path.join(os.path.dirname(__file__), "configs", "deepdream.py"),
-    "Config file, optionally with `:smoke`.")
-_WORKDIR = flags.DEFINE_string("workdir", "runs/deepdream", "Output folder.")
+_CONFIG, _WORKDIR = launch.define_flags("deepdream")
 
 
 def main(argv):
@@ -40,10 +36,9 @@ def main(argv):
   pictures.save_image(os.path.join(workdir, "dream.png"), out)
   pictures.save_grid(os.path.join(workdir, "before_after.png"), [image, out],
                      titles=["input", f"dream {config.layer}"], size=4.0)
-  write_json(os.path.join(workdir, "metrics.json"),
-             {"layer_norm_before": before, "layer_norm_after": after,
-              "shape": list(out.shape)})
-  write_json(os.path.join(workdir, "config.json"), config.to_dict())
+  launch.write_results(workdir, {"layer_norm_before": before,
+                                 "layer_norm_after": after,
+                                 "shape": list(out.shape)}, config)
 
 
 if __name__ == "__main__":

@@ -12,18 +12,14 @@ config.json. Options: experiments/configs/inversion.py (`:smoke` for tests).
 
 import os
 
-from absl import app, flags
+from absl import app
 import jax
 import jax.numpy as jnp
-from ml_collections import config_flags
 
 from cnnviz_jax import data, models, pictures, samples, synthesis
-from cnnviz_jax.models.checkpoint import write_json
+from experiments import launch
 
-_CONFIG = config_flags.DEFINE_config_file(
-    "config", os.path.join(os.path.dirname(__file__), "configs", "inversion.py"),
-    "Config file, optionally with `:smoke`.")
-_WORKDIR = flags.DEFINE_string("workdir", "runs/inversion", "Output folder.")
+_CONFIG, _WORKDIR = launch.define_flags("inversion")
 
 
 def main(argv):
@@ -42,8 +38,7 @@ def main(argv):
   os.makedirs(workdir, exist_ok=True)
   pictures.save_grid(os.path.join(workdir, "inversion.png"), [x[0]] + [r[0] for r in recons],
                      titles=["original"] + [f"{l} err {errors[l]:.2f}" for l in layers])
-  write_json(os.path.join(workdir, "metrics.json"), {"relative_pixel_error": errors})
-  write_json(os.path.join(workdir, "config.json"), config.to_dict())
+  launch.write_results(workdir, {"relative_pixel_error": errors}, config)
 
 
 if __name__ == "__main__":

@@ -12,18 +12,14 @@ Options: experiments/configs/multifaceted.py (`:smoke` for tests).
 
 import os
 
-from absl import app, flags
+from absl import app
 import jax
 import numpy as np
-from ml_collections import config_flags
 
 from cnnviz_jax import data, metrics, models, pictures, synthesis
-from cnnviz_jax.models.checkpoint import write_json
+from experiments import launch
 
-_CONFIG = config_flags.DEFINE_config_file(
-    "config", os.path.join(os.path.dirname(__file__), "configs", "multifaceted.py"),
-    "Config file, optionally with `:smoke`.")
-_WORKDIR = flags.DEFINE_string("workdir", "runs/multifaceted", "Output folder.")
+_CONFIG, _WORKDIR = launch.define_flags("multifaceted")
 
 
 def main(argv):
@@ -41,9 +37,8 @@ def main(argv):
   pictures.save_grid(os.path.join(workdir, "facets.png"), list(means) + list(facets),
                      titles=[f"mean ({c})" for c in counts] + [f"facet p={p:.2f}" for p in probs],
                      ncols=config.k)
-  write_json(os.path.join(workdir, "metrics.json"),
-             {"cluster_sizes": counts, "facet_class_prob": probs})
-  write_json(os.path.join(workdir, "config.json"), config.to_dict())
+  launch.write_results(workdir, {"cluster_sizes": counts, "facet_class_prob": probs},
+                       config)
 
 
 if __name__ == "__main__":

@@ -10,17 +10,13 @@ tests).
 
 import os
 
-from absl import app, flags
+from absl import app
 import jax
-from ml_collections import config_flags
 
 from cnnviz_jax import metrics, models, pictures, synthesis
-from cnnviz_jax.models.checkpoint import write_json
+from experiments import launch
 
-_CONFIG = config_flags.DEFINE_config_file(
-    "config", os.path.join(os.path.dirname(__file__), "configs", "neuron_viz.py"),
-    "Config file, optionally with `:smoke`.")
-_WORKDIR = flags.DEFINE_string("workdir", "runs/neuron_viz", "Output folder.")
+_CONFIG, _WORKDIR = launch.define_flags("neuron_viz")
 
 
 def main(argv):
@@ -39,10 +35,9 @@ def main(argv):
   os.makedirs(workdir, exist_ok=True)
   pictures.save_grid(os.path.join(workdir, "neurons.png"), list(images),
                      titles=[f"{config.layer}:{c}" for c in channels])
-  write_json(os.path.join(workdir, "metrics.json"),
-             {"channel_mean_activation": dict(zip(map(str, channels), values))})
-  write_json(os.path.join(workdir, "config.json"),
-             dict(config.to_dict(), recipe_options=synthesis.recipe(config.recipe)))
+  launch.write_results(
+      workdir, {"channel_mean_activation": dict(zip(map(str, channels), values))},
+      dict(config.to_dict(), recipe_options=synthesis.recipe(config.recipe)))
 
 
 if __name__ == "__main__":

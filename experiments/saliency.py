@@ -14,18 +14,14 @@ metrics.json and config.json. Options: experiments/configs/saliency.py
 import json
 import os
 
-from absl import app, flags
+from absl import app
 import jax
-from ml_collections import config_flags
 
 from cnnviz_jax import attribution as A
 from cnnviz_jax import metrics, models, samples
-from cnnviz_jax.models.checkpoint import write_json
+from experiments import launch
 
-_CONFIG = config_flags.DEFINE_config_file(
-    "config", os.path.join(os.path.dirname(__file__), "configs", "saliency.py"),
-    "Config file, optionally with `:smoke`.")
-_WORKDIR = flags.DEFINE_string("workdir", "runs/saliency", "Output folder.")
+_CONFIG, _WORKDIR = launch.define_flags("saliency")
 
 
 def main(argv):
@@ -49,11 +45,10 @@ def main(argv):
   os.makedirs(workdir, exist_ok=True)
   A.save_grid(os.path.join(workdir, "grid.png"), images, maps,
               row_titles=[model.class_names[t] for t in targets], overlay_alpha=0.6)
-  write_json(os.path.join(workdir, "metrics.json"), {
+  launch.write_results(workdir, {
       "model": config.model, "images": source, "num_images": len(images),
       "targets": [model.class_names[t] for t in targets],
-      "predictions": [model.class_names[t] for t in preds], **faithfulness})
-  write_json(os.path.join(workdir, "config.json"), config.to_dict())
+      "predictions": [model.class_names[t] for t in preds], **faithfulness}, config)
   print(json.dumps(faithfulness, indent=1))
 
 
