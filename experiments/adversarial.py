@@ -18,7 +18,9 @@ from absl import app
 import jax
 import numpy as np
 
-from cnnviz_jax import adversarial, data, metrics, models, pictures, samples
+from cnnviz_jax import adversarial, models, viz
+from cnnviz_jax import data
+from cnnviz_jax.models import predict
 from experiments import launch
 
 _CONFIG, _WORKDIR = launch.define_flags("adversarial")
@@ -30,9 +32,9 @@ def main(argv):
   model = models.load("cifar_vgg")
   # The model is about 90% accurate: 10 * (n // 8 + 1) images hold n correct ones.
   x, y = data.load_cifar10(config.data, "test", limit=config.n // 8 + 1)
-  x, y = samples.correctly_classified(model, x.astype(np.float32) / 255.0, y, config.n)
+  x, y = predict.correctly_classified(model, x.astype(np.float32) / 255.0, y, config.n)
   key = jax.random.PRNGKey(config.seed)
-  targets = (metrics.random_other_classes(key, y, model.num_classes)
+  targets = (predict.random_other_classes(key, y, model.num_classes)
              if config.targeted else None)
   kw = dict(eps=config.eps, norm=config.norm)
   if config.attack == "pgd":
@@ -40,17 +42,17 @@ def main(argv):
   _, attack = adversarial.attack_dataset(model, x, y, attack=config.attack, key=key,
                                          targets=targets, **kw)
   fx, fy = x[:config.fool_images], y[:config.fool_images]
-  ft = metrics.runner_up(model, fx)
+  ft = predict.runner_up(model, fx)
   fooled = adversarial.fool(model, fx, ft, eps=config.fool_eps, steps=config.fool_steps)
   fooling = adversarial.evaluate(model, fx, fooled, fy, ft)
   show = config.fool_show
   fx, fy, ft, fooled = fx[:show], fy[:show], ft[:show], fooled[:show]
-  probs = metrics.class_probabilities(model, fooled, ft).tolist()
+  probs = predict.class_probabilities(model, fooled, ft).tolist()
   names = model.class_names
   # The change, scaled so that +-fool_eps spans the full grey range.
   diff = 0.5 + (fooled - fx) / (2 * config.fool_eps)
   os.makedirs(workdir, exist_ok=True)
-  pictures.save_grid(
+  viz.save_grid(
       os.path.join(workdir, "fooling.png"), list(fx) + list(diff) + list(fooled),
       titles=[names[int(c)] for c in fy] + ["change x%.0f" % (0.5 / config.fool_eps)] * len(fx)
       + [f"{names[int(t)]} {p:.2f}" for t, p in zip(ft, probs)], ncols=len(fx))

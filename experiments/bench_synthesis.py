@@ -21,10 +21,11 @@ import torch.nn.functional as F
 
 from cnnviz_jax import models
 from cnnviz_jax import objectives as O
-from cnnviz_jax import optimize as opt
-from cnnviz_jax import param as P
-from cnnviz_jax import regularizers as R
-from cnnviz_jax import transforms as T
+from cnnviz_jax.synthesis import engine as opt
+from cnnviz_jax.synthesis import sweep_engine
+from cnnviz_jax.synthesis import param as P
+from cnnviz_jax import objectives as R
+from cnnviz_jax.synthesis import transforms as T
 from experiments import bench_common
 from weights_conversion import torch_reference
 
@@ -142,7 +143,7 @@ def _sweep_row(model, hw, steps, repeats, points=16):
   keys = jax.random.split(jax.random.PRNGKey(0), len(grid))
   p = P.pixels(1, hw)
   ours = bench_common.median_time(
-      lambda: opt.sweep(model, setups, p, keys=keys, steps=steps).images, repeats)
+      lambda: sweep_engine.sweep(model, setups, p, keys=keys, steps=steps).images, repeats)
   net = torch_reference.to_torch(model).to(bench_common.torch_device())
   base = bench_common.median_time(
       lambda: [torch_class_viz(net, 1, hw, [3], steps, l2, s, lr, seed=i)

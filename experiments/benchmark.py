@@ -18,7 +18,7 @@ from absl import app, flags
 import jax
 
 from experiments import bench_common
-from cnnviz_jax.models.checkpoint import write_json
+from cnnviz_jax.io import write_json
 
 SUITES = ("attribution", "synthesis")
 _REPEATS = flags.DEFINE_integer("repeats", 5, "Timed repeats per case (median).")

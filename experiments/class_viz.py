@@ -12,7 +12,8 @@ import os
 from absl import app
 import jax
 
-from cnnviz_jax import metrics, models, pictures, synthesis
+from cnnviz_jax import models, synthesis, viz
+from cnnviz_jax.models import predict
 from experiments import launch
 
 _CONFIG, _WORKDIR = launch.define_flags("class_viz")
@@ -27,10 +28,10 @@ def main(argv):
   images = synthesis.visualize_class(model, classes, key=jax.random.PRNGKey(config.seed),
                                      steps=config.steps, size=size,
                                      recipe_name=config.recipe)
-  probs = metrics.class_probabilities(model, images, classes).tolist()
+  probs = predict.class_probabilities(model, images, classes).tolist()
   names = [model.class_names[c] for c in classes]
   os.makedirs(workdir, exist_ok=True)
-  pictures.save_grid(os.path.join(workdir, "classes.png"), list(images),
+  viz.save_grid(os.path.join(workdir, "classes.png"), list(images),
                      titles=[f"{n} {p:.2f}" for n, p in zip(names, probs)])
   launch.write_results(workdir, {"class_prob": dict(zip(names, probs))},
                        dict(config.to_dict(), classes=classes,

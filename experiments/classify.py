@@ -17,8 +17,11 @@ import os
 from absl import app, logging
 import numpy as np
 
-from cnnviz_jax import data, metrics, models, pictures, samples
-from cnnviz_jax.models.checkpoint import write_json
+from cnnviz_jax import models, viz
+from cnnviz_jax import data
+from cnnviz_jax.data import samples
+from cnnviz_jax.models import predict
+from cnnviz_jax.io import write_json
 from experiments import launch
 
 _CONFIG, _WORKDIR = launch.define_flags("classify")
@@ -42,7 +45,7 @@ def main(argv):
   else:
     photos = samples.bundled_photos(size=model.input_size)
     names, images = list(photos), np.stack(list(photos.values()))
-  idx, prob = metrics.top_k(model, images, config.top)
+  idx, prob = predict.top_k(model, images, config.top)
   results, titles = [], []
   for i, name in enumerate(names):
     pred = [(model.class_names[j], float(p)) for j, p in zip(idx[i], prob[i])]
@@ -56,7 +59,7 @@ def main(argv):
     logging.info("%s: %s", name, pred)
   os.makedirs(workdir, exist_ok=True)
   png = os.path.join(workdir, "predictions.png")
-  pictures.save_grid(png, list(images), titles=titles, ncols=min(len(images), 5),
+  viz.save_grid(png, list(images), titles=titles, ncols=min(len(images), 5),
                      suptitle=f"{model.name}: top-1 class and probability")
   write_json(os.path.join(workdir, "predictions.json"), results)
   acc = None

@@ -16,7 +16,10 @@ from absl import app
 import jax
 import jax.numpy as jnp
 
-from cnnviz_jax import data, metrics, models, pictures, samples, synthesis
+from cnnviz_jax import models, synthesis, viz
+from cnnviz_jax import data
+from cnnviz_jax.data import samples
+from cnnviz_jax.models import predict
 from experiments import launch
 
 _CONFIG, _WORKDIR = launch.define_flags("deepdream")
@@ -31,10 +34,10 @@ def main(argv):
   out = synthesis.deepdream(model, image, config.layer, key=jax.random.PRNGKey(config.seed),
                             octaves=config.octaves, octave_scale=config.octave_scale,
                             steps=config.steps, step_size=config.step_size)
-  before, after = metrics.activation_norm(model, jnp.stack([image, out]), config.layer).tolist()
+  before, after = predict.activation_norm(model, jnp.stack([image, out]), config.layer).tolist()
   os.makedirs(workdir, exist_ok=True)
-  pictures.save_image(os.path.join(workdir, "dream.png"), out)
-  pictures.save_grid(os.path.join(workdir, "before_after.png"), [image, out],
+  viz.save_image(os.path.join(workdir, "dream.png"), out)
+  viz.save_grid(os.path.join(workdir, "before_after.png"), [image, out],
                      titles=["input", f"dream {config.layer}"], size=4.0)
   launch.write_results(workdir, {"layer_norm_before": before,
                                  "layer_norm_after": after,

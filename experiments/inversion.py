@@ -16,7 +16,9 @@ from absl import app
 import jax
 import jax.numpy as jnp
 
-from cnnviz_jax import data, models, pictures, samples, synthesis
+from cnnviz_jax import models, synthesis, viz
+from cnnviz_jax import data
+from cnnviz_jax.data import samples
 from experiments import launch
 
 _CONFIG, _WORKDIR = launch.define_flags("inversion")
@@ -36,7 +38,7 @@ def main(argv):
   errors = {layer: float(synthesis.reconstruction_error(x, r)[0])
             for layer, r in zip(layers, recons)}
   os.makedirs(workdir, exist_ok=True)
-  pictures.save_grid(os.path.join(workdir, "inversion.png"), [x[0]] + [r[0] for r in recons],
+  viz.save_grid(os.path.join(workdir, "inversion.png"), [x[0]] + [r[0] for r in recons],
                      titles=["original"] + [f"{l} err {errors[l]:.2f}" for l in layers])
   launch.write_results(workdir, {"relative_pixel_error": errors}, config)
 

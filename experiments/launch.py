@@ -7,7 +7,7 @@ from typing import Any, Optional
 from absl import flags
 from ml_collections import config_flags
 
-from cnnviz_jax.models.checkpoint import write_json
+from cnnviz_jax.io import write_json
 
 CONFIGS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs")
 

@@ -16,7 +16,9 @@ from absl import app
 import jax
 import numpy as np
 
-from cnnviz_jax import data, metrics, models, pictures, synthesis
+from cnnviz_jax import models, synthesis, viz
+from cnnviz_jax import data
+from cnnviz_jax.models import predict
 from experiments import launch
 
 _CONFIG, _WORKDIR = launch.define_flags("multifaceted")
@@ -31,10 +33,10 @@ def main(argv):
   facets, means, assign = synthesis.multifaceted(
       model, x, config.target, k=config.k, key=jax.random.PRNGKey(config.seed),
       steps=config.steps)
-  probs = metrics.class_probabilities(model, facets, [config.target] * config.k).tolist()
+  probs = predict.class_probabilities(model, facets, [config.target] * config.k).tolist()
   counts = np.bincount(np.asarray(assign), minlength=config.k).tolist()
   os.makedirs(workdir, exist_ok=True)
-  pictures.save_grid(os.path.join(workdir, "facets.png"), list(means) + list(facets),
+  viz.save_grid(os.path.join(workdir, "facets.png"), list(means) + list(facets),
                      titles=[f"mean ({c})" for c in counts] + [f"facet p={p:.2f}" for p in probs],
                      ncols=config.k)
   launch.write_results(workdir, {"cluster_sizes": counts, "facet_class_prob": probs},

@@ -13,7 +13,8 @@ import os
 from absl import app
 import jax
 
-from cnnviz_jax import metrics, models, pictures, synthesis
+from cnnviz_jax import models, synthesis, viz
+from cnnviz_jax.models import predict
 from experiments import launch
 
 _CONFIG, _WORKDIR = launch.define_flags("neuron_viz")
@@ -31,9 +32,9 @@ def main(argv):
                                          diversity=config.diversity, **kw)
   else:
     images = synthesis.visualize_neuron(model, config.layer, channels, **kw)
-  values = metrics.channel_means(model, images, config.layer, channels).tolist()
+  values = predict.channel_means(model, images, config.layer, channels).tolist()
   os.makedirs(workdir, exist_ok=True)
-  pictures.save_grid(os.path.join(workdir, "neurons.png"), list(images),
+  viz.save_grid(os.path.join(workdir, "neurons.png"), list(images),
                      titles=[f"{config.layer}:{c}" for c in channels])
   launch.write_results(
       workdir, {"channel_mean_activation": dict(zip(map(str, channels), values))},

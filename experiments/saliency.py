@@ -18,7 +18,9 @@ from absl import app
 import jax
 
 from cnnviz_jax import attribution as A
-from cnnviz_jax import metrics, models, samples
+from cnnviz_jax import models
+from cnnviz_jax.data import samples
+from cnnviz_jax.models import predict
 from experiments import launch
 
 _CONFIG, _WORKDIR = launch.define_flags("saliency")
@@ -35,11 +37,11 @@ def main(argv):
   model = models.load_or_init(config.model, config.weights, key=key)
   images, labels, source = samples.load_images(config.images, model.input_size,
                                                config.num_images, config.seed)
-  preds = metrics.top_k(model, images, 1)[0][:, 0]
+  preds = predict.top_k(model, images, 1)[0][:, 0]
   targets = labels if labels is not None else preds
   maps = {m: A.explain(model, images, targets, m, key=key, layer=config.layer)
           for m in methods}
-  faithfulness = metrics.faithfulness(model, images, targets, maps, key=key,
+  faithfulness = A.faithfulness(model, images, targets, maps, key=key,
                                       steps=config.metric_steps,
                                       patch=config.metric_patch)
   os.makedirs(workdir, exist_ok=True)

@@ -5,15 +5,20 @@ r"""Trains the shipped CIFAR-10 VGG and writes its folded weights.
       --config.data=../shared/data/cifar10-jpeg.tar
 
 Restarting with the same --workdir resumes from the last epoch's checkpoint.
-Smoke run: --config.epochs=1 --config.train_limit=50 --config.test_limit=20.
+Smoke run: --config=experiments/configs/train_cifar.py:smoke.
 """
+
+import os
 
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from cnnviz_jax import train
+from cnnviz_jax.models import train
+from experiments import launch
 
-_CONFIG = config_flags.DEFINE_config_dict("config", train.get_config())
+_CONFIG = config_flags.DEFINE_config_file(
+    "config", os.path.join(launch.CONFIGS, "train_cifar.py"),
+    "Config file, optionally with `:smoke`.")
 _WORKDIR = flags.DEFINE_string("workdir", "runs/cifar", "Checkpoints and logs.")
 _OUTPUT = flags.DEFINE_string("output", None, "Where to write cifar_vgg weights.")
 

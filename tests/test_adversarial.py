@@ -11,6 +11,7 @@ import numpy as np
 
 from conftest import CIFAR_TAR as CIFAR, cifar_model, tiny_model
 from cnnviz_jax import adversarial as A
+from cnnviz_jax.models import predict
 
 # Untargeted L-inf PGD on the shipped model at 8/255 (the bar). The
 # shipped model is trained without label smoothing: an earlier one trained with
@@ -23,7 +24,7 @@ def correct_test_images(n):
   from cnnviz_jax import data
   x, y = data.load_cifar10(CIFAR, "test", limit=(n * 12) // 100 + 1)
   x = jnp.asarray(x.astype(np.float32) / 255.0)
-  pred, _ = A.predict(cifar_model(), x)
+  pred, _ = predict.predict(cifar_model(), x)
   ok = np.flatnonzero(np.asarray(pred) == y)[:n]
   return x[ok], jnp.asarray(y[ok])
 

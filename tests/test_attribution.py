@@ -17,7 +17,10 @@ import pytest
 
 from conftest import CIFAR_TAR, cifar_model, tiny_model
 from cnnviz_jax import attribution as A
-from cnnviz_jax import data, metrics, models
+from cnnviz_jax.attribution import _common as attribution_common
+from cnnviz_jax.attribution import _occlusion as occlusion_lib
+from cnnviz_jax import models
+from cnnviz_jax import data
 
 torch = pytest.importorskip("torch")
 captum_attr = pytest.importorskip("captum.attr")
@@ -169,7 +172,7 @@ class ChunkingTest(chex.TestCase):
     # The noisy copies leave [0, 1], which the public functions refuse.
     noisy = jax.jit(lambda s: x + 0.2 * span * jax.random.normal(
         jax.random.fold_in(key, s), x.shape))
-    ref = sum(A._grad(model, noisy(s), jnp.asarray(t), None, "vanilla")[1]
+    ref = sum(attribution_common._grad(model, noisy(s), jnp.asarray(t), None, "vanilla")[1]
               for s in range(3)) / 3
     np.testing.assert_allclose(out, ref, rtol=1e-4, atol=1e-6)
 
@@ -185,7 +188,7 @@ class ChunkingTest(chex.TestCase):
     chex.assert_shape(out, (3, 3, 5))
     np.testing.assert_allclose(out, run(model, x, jnp.asarray(t), 15), rtol=1e-5, atol=1e-7)
     # Entry (i, j) is the probability with the patch at (5 i, 3 j) covered.
-    fill_img = A._fill(model, x, fill, 4.0)
+    fill_img = occlusion_lib._fill(model, x, fill, 4.0)
     covered = x.at[:, 5:11, 3:7].set(fill_img[:, 5:11, 3:7])
     p = jax.nn.softmax(model(covered)[0])[np.arange(3), t]
     np.testing.assert_allclose(out[:, 1, 1], p, rtol=1e-5)
@@ -346,22 +349,22 @@ class PropertiesTest(parameterized.TestCase):
     # Blurred-out 4x4 blocks: on 32x32 images scattered single black pixels
     # act like adversarial noise and favour the random order. Grad-CAM at
     # relu3_2 (8x8); at relu4_1 (4x4) it does not beat random on this model.
-    auc = lambda maps: float(metrics.deletion(
+    auc = lambda maps: float(A.deletion(
         model, x, t, maps, steps=10, fill="blur", patch=4).auc.mean())
-    random = auc(metrics.random_heatmaps(jax.random.PRNGKey(0), x))
+    random = auc(A.random_heatmaps(jax.random.PRNGKey(0), x))
     sal = auc(A.explain(model, x, t, "saliency"))
     cam = auc(A.explain(model, x, t, "grad_cam", layer="relu3_2"))
     self.assertLess(sal, random - 0.05)
     self.assertLess(cam, random - 0.02)
-    ins = metrics.insertion(model, x[:4], t[:4], A.explain(model, x[:4], t[:4],
+    ins = A.insertion(model, x[:4], t[:4], A.explain(model, x[:4], t[:4],
                                                           "saliency"), steps=4)
     self.assertEqual(ins.scores.shape, (4, 5))
 
   def test_curve_chunk_exact(self):
     model, (x, t) = tiny(), tiny_inputs()
     maps = A.explain(model, x, t, "saliency")
-    a = metrics.deletion(model, x, t, maps, steps=8, chunk_size=3)
-    b = metrics.deletion(model, x, t, maps, steps=8, chunk_size=9)
+    a = A.deletion(model, x, t, maps, steps=8, chunk_size=3)
+    b = A.deletion(model, x, t, maps, steps=8, chunk_size=9)
     np.testing.assert_allclose(a.scores, b.scores, rtol=1e-5)
     np.testing.assert_allclose(a.scores[:, 0], jax.nn.softmax(model(x)[0])[np.arange(3), t],
                                rtol=1e-5)
@@ -417,8 +420,8 @@ class ErrorsTest(parameterized.TestCase):
         (lambda: A.occlusion(model, x, t, fill="pink"), "fill"),
         (lambda: A.explain(model, x, t, "lime"), "unknown method"),
         (lambda: A.heatmap(x, "median"), "reduce"),
-        (lambda: metrics.deletion(model, x, t, jnp.zeros((2, 16, 16))), "heatmaps"),
-        (lambda: metrics.deletion(model, x, t, jnp.zeros((3, 16, 16)), patch=3), "patch"),
+        (lambda: A.deletion(model, x, t, jnp.zeros((2, 16, 16))), "heatmaps"),
+        (lambda: A.deletion(model, x, t, jnp.zeros((3, 16, 16)), patch=3), "patch"),
     ]
     for fn, msg in cases:
       with self.assertRaisesRegex(ValueError, msg):

@@ -9,7 +9,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from cnnviz_jax import attribution, metrics, models, pictures, samples
+from cnnviz_jax import attribution, models, viz
+from cnnviz_jax.data import samples
+from cnnviz_jax.models import predict
 from conftest import tiny_model
 
 
@@ -36,7 +38,7 @@ class SamplesTest(absltest.TestCase):
     self.assertEqual((x.shape, labels, source), ((3, 16, 16, 3), None, "synthetic"))
     folder = tempfile.mkdtemp()
     for i in range(2):
-      pictures.save_image(os.path.join(folder, f"{i}.png"), x[i])
+      viz.save_image(os.path.join(folder, f"{i}.png"), x[i])
     y, labels, _ = samples.load_images(folder, (8, 8), 5)
     self.assertEqual(y.shape, (2, 8, 8, 3))
     self.assertIsNone(labels)
@@ -48,7 +50,7 @@ class SamplesTest(absltest.TestCase):
     x = samples.synthetic_images(6, model.input_size)
     pred = np.asarray(model(x)[0].argmax(-1))
     labels = np.where(np.arange(6) % 2 == 0, pred, (pred + 1) % 10)
-    kept, kept_labels = samples.correctly_classified(model, x, labels, n=2)
+    kept, kept_labels = predict.correctly_classified(model, x, labels, n=2)
     np.testing.assert_array_equal(kept, x[[0, 2]])
     np.testing.assert_array_equal(kept_labels, pred[[0, 2]])
 
@@ -63,47 +65,47 @@ class MetricsTest(absltest.TestCase):
   def test_class_probabilities_match_softmax(self):
     p = jax.nn.softmax(self.model(self.x)[0])
     classes = [0, 3, 3, 9]
-    np.testing.assert_allclose(metrics.class_probabilities(self.model, self.x, classes),
+    np.testing.assert_allclose(predict.class_probabilities(self.model, self.x, classes),
                                p[jnp.arange(4), jnp.asarray(classes)], rtol=1e-6)
     with self.assertRaisesRegex(ValueError, "out of range"):
-      metrics.class_probabilities(self.model, self.x, [0, 1, 2, 10])
+      predict.class_probabilities(self.model, self.x, [0, 1, 2, 10])
     with self.assertRaisesRegex(ValueError, "classes must be"):
-      metrics.class_probabilities(self.model, self.x, [0, 1])
+      predict.class_probabilities(self.model, self.x, [0, 1])
 
   def test_top_k_and_runner_up(self):
     p = np.asarray(jax.nn.softmax(self.model(self.x)[0]))
-    idx, prob = metrics.top_k(self.model, self.x, 3)
+    idx, prob = predict.top_k(self.model, self.x, 3)
     self.assertEqual(idx.shape, (4, 3))
     np.testing.assert_array_equal(idx[:, 0], p.argmax(-1))
     self.assertTrue(np.all(np.diff(prob, axis=1) <= 0))
-    np.testing.assert_array_equal(metrics.runner_up(self.model, self.x), idx[:, 1])
+    np.testing.assert_array_equal(predict.runner_up(self.model, self.x), idx[:, 1])
     with self.assertRaisesRegex(ValueError, "k must be"):
-      metrics.top_k(self.model, self.x, 0)
+      predict.top_k(self.model, self.x, 0)
 
   def test_random_other_classes(self):
     labels = np.arange(1000) % 10
-    t = np.asarray(metrics.random_other_classes(jax.random.PRNGKey(0), labels, 10))
+    t = np.asarray(predict.random_other_classes(jax.random.PRNGKey(0), labels, 10))
     self.assertFalse(np.any(t == labels))
     self.assertEqual(set(t.tolist()), set(range(10)))
 
   def test_channel_means_and_activation_norm(self):
     acts = self.model(self.x, taps=("relu2_1",), logits=False)[1]["relu2_1"]
     np.testing.assert_allclose(
-        metrics.channel_means(self.model, self.x, "relu2_1", [0, 1, 2, 1]),
+        predict.channel_means(self.model, self.x, "relu2_1", [0, 1, 2, 1]),
         [acts[i, ..., c].mean() for i, c in enumerate([0, 1, 2, 1])], rtol=1e-5)
-    np.testing.assert_allclose(metrics.activation_norm(self.model, self.x, "relu2_1"),
+    np.testing.assert_allclose(predict.activation_norm(self.model, self.x, "relu2_1"),
                                [jnp.linalg.norm(a) for a in acts], rtol=1e-5)
 
   def test_faithfulness(self):
     labels = np.arange(4)
     maps = {"saliency": attribution.explain(self.model, self.x, labels, "saliency")}
-    out = metrics.faithfulness(self.model, self.x, labels, maps,
+    out = attribution.faithfulness(self.model, self.x, labels, maps,
                                key=jax.random.PRNGKey(0), steps=4, patch=4)
     self.assertEqual(set(out), {"deletion_auc", "insertion_auc"})
     for aucs in out.values():
       self.assertEqual(set(aucs), {"saliency", "random"})
       self.assertTrue(all(0.0 <= v <= 1.0 for v in aucs.values()))
-    self.assertAlmostEqual(out["deletion_auc"]["saliency"], float(metrics.deletion(
+    self.assertAlmostEqual(out["deletion_auc"]["saliency"], float(attribution.deletion(
         self.model, self.x, labels, maps["saliency"], steps=4, patch=4,
         fill="blur").auc.mean()), places=6)
 

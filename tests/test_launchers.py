@@ -11,7 +11,7 @@ import sys
 import ml_collections
 import pytest
 
-from cnnviz_jax import samples
+from cnnviz_jax.data import samples
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

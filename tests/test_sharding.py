@@ -11,8 +11,10 @@ import textwrap
 
 SCRIPT = textwrap.dedent("""
     import jax, jax.numpy as jnp, numpy as np
-    from cnnviz_jax import models, objectives as O, optimize as opt, param as P
-    from cnnviz_jax import regularizers as R, transforms as T
+    from cnnviz_jax import models, objectives as O
+    from cnnviz_jax import objectives as R
+    from cnnviz_jax.synthesis import engine as opt, param as P, sweep_engine
+    from cnnviz_jax.synthesis import transforms as T
     assert len(jax.devices()) == 4, jax.devices()
     m = models.load("tiny", key=jax.random.PRNGKey(0))
     p = P.pixels(2, (16, 16))
@@ -28,10 +30,10 @@ SCRIPT = textwrap.dedent("""
                                             (0.2, 2.0, 2, 0.6, 2, 0.1),
                                             (0.4, 3.0, 3, 1.0, 3, 0.05))]
     keys = jax.random.split(jax.random.PRNGKey(1), 4)
-    st = opt.shard_sweep_axis(opt.stack(setups), 4)
+    st = sweep_engine.shard_sweep_axis(sweep_engine.stack(setups), 4)
     leaf = jax.tree_util.tree_leaves(st.learning_rate)[0]
     assert len(leaf.sharding.device_set) == 4, leaf.sharding
-    res = opt.sweep(m, setups, p, keys=keys, steps=4)
+    res = sweep_engine.sweep(m, setups, p, keys=keys, steps=4)
     for i, s in enumerate(setups):
       one = opt.optimize(m, s.objective, p, key=keys[i], steps=4,
                          learning_rate=s.learning_rate, transform=s.transform,

@@ -9,11 +9,12 @@ import numpy as np
 
 from conftest import tiny_model
 from cnnviz_jax import objectives as O
-from cnnviz_jax import optimize as opt
-from cnnviz_jax import param as P
-from cnnviz_jax import regularizers as R
+from cnnviz_jax.synthesis import engine as opt
+from cnnviz_jax.synthesis import sweep_engine
+from cnnviz_jax.synthesis import param as P
+from cnnviz_jax import objectives as R
 from cnnviz_jax import synthesis as S
-from cnnviz_jax import transforms as T
+from cnnviz_jax.synthesis import transforms as T
 
 # Few steps on the tiny model keep the file fast; 3 steps include a blur
 # for every period used (2, 3). Compilation dominates on CPU, and a rolled
@@ -132,7 +133,7 @@ class SweepTest(chex.TestCase):
             (1, 0.1, 1.0, 0, 0.0, 0.0, 0.3, 2, 1, 0.1, 0.05),
             (3, 1.0, 2.5, 2, 0.1, 10.0, 0.8, 3, 4, 0.3, 0.1))]
     keys = jax.random.split(jax.random.PRNGKey(1), 2)
-    swept = opt.sweep(m, setups, p, keys=keys, steps=STEPS, init=center, **LOOP)
+    swept = sweep_engine.sweep(m, setups, p, keys=keys, steps=STEPS, init=center, **LOOP)
     for i, s in enumerate(setups):
       one = opt.optimize(m, s.objective, p, key=keys[i], steps=STEPS,
                          learning_rate=s.learning_rate, transform=s.transform,
@@ -150,10 +151,10 @@ class SweepTest(chex.TestCase):
     setups = [opt.Setup(O.channel("relu1_1", 0)), opt.Setup(O.channel("relu2_1", 0))]
     with self.assertRaisesRegex(ValueError, r"terms\[0\]\.static: \('relu1_1',\) vs "
                                 r"\('relu2_1',\) \(a static setting: it must be equal"):
-      opt.sweep(m, setups, P.pixels(1, HW), keys=jax.random.split(jax.random.PRNGKey(0), 2),
+      sweep_engine.sweep(m, setups, P.pixels(1, HW), keys=jax.random.split(jax.random.PRNGKey(0), 2),
                 steps=1)
     with self.assertRaisesRegex(ValueError, r"setup\.transform: .* vs None"):
-      opt.stack([opt.Setup(obj, T.jitter(1)), opt.Setup(obj)])
+      sweep_engine.stack([opt.Setup(obj, T.jitter(1)), opt.Setup(obj)])
 
 
 if __name__ == "__main__":

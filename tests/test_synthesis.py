@@ -10,12 +10,14 @@ import jax.numpy as jnp
 import numpy as np
 
 from conftest import CIFAR_TAR as CIFAR, cifar_model, tiny_model
+from cnnviz_jax import image
 from cnnviz_jax import objectives as O
-from cnnviz_jax import optimize as opt
-from cnnviz_jax import param as P
-from cnnviz_jax import regularizers as R
+from cnnviz_jax.synthesis import engine as opt
+from cnnviz_jax.synthesis import sweep_engine
+from cnnviz_jax.synthesis import param as P
+from cnnviz_jax import objectives as R
 from cnnviz_jax import synthesis as S
-from cnnviz_jax import transforms as T
+from cnnviz_jax.synthesis import transforms as T
 
 # Few steps keep the file fast on CPU; the defaults of the library are longer.
 CLASS_STEPS = 60
@@ -25,7 +27,7 @@ INVERT_STEPS = 100
 def smooth_images(n, hw, seed=0):
   """Project-made natural-ish images: blurred noise, spatially correlated."""
   x = np.random.default_rng(seed).uniform(0, 1, (n, *hw, 3)).astype(np.float32)
-  x = T.blur(jnp.asarray(x), 2.0, 6)
+  x = image.blur(jnp.asarray(x), 2.0, 6)
   x = (x - x.min()) / (x.max() - x.min())
   return jnp.asarray(x, jnp.float32)
 
@@ -176,7 +178,7 @@ class EngineTest(chex.TestCase):
     for l2, sigma, lr in ((0.1, 0.4, 0.05), (0.5, 0.8, 0.02), (0.0, 1.0, 0.1)):
       setups.append(opt.Setup(O.class_logit(target) - l2 * R.l2(), T.jitter(2),
                               T.gaussian_blur(sigma, every=2, radius=3), lr))
-    swept = opt.sweep(m, setups, p, keys=keys, steps=6)
+    swept = sweep_engine.sweep(m, setups, p, keys=keys, steps=6)
     self.assertEqual(swept.images.shape, (3, 2, 16, 16, 3))
     for i, s in enumerate(setups):
       one = opt.optimize(m, s.objective, p, key=keys[i], steps=6,

@@ -11,7 +11,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cnnviz_jax import data, models, train
+from cnnviz_jax import models
+from cnnviz_jax import data
+from cnnviz_jax.models import train
+from experiments.configs import train_cifar as train_config
 from cnnviz_jax.models import zoo
 
 
@@ -31,7 +34,7 @@ def jpeg_folder(tmp_path_factory):
 
 
 def _cfg(path, epochs):
-  cfg = train.get_config()
+  cfg = train_config.get_config()
   cfg.data, cfg.epochs, cfg.batch_size, cfg.eval_every = path, epochs, 16, 1
   cfg.steps_per_call = 2
   return cfg

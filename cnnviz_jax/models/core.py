@@ -24,7 +24,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from cnnviz_jax import checks
+from cnnviz_jax import _checks as checks
 
 Array = jax.Array
 ReLU = Callable[[Array], Array]

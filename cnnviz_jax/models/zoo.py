@@ -5,6 +5,7 @@ test model. Each builder returns `(layers, spec)`; `registry.load` makes Models.
 import functools
 from typing import NamedTuple
 
+from cnnviz_jax.data._cifar import CIFAR10_CLASSES  # noqa: F401 (re-exported)
 from cnnviz_jax.models.core import Layer, conv, dense, maxpool, relu
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -12,8 +13,6 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 # Per-channel statistics of the CIFAR-10 training set (50,000 images).
 CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR_STD = (0.2470, 0.2435, 0.2616)
-CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog",
-                   "frog", "horse", "ship", "truck")
 
 
 class Spec(NamedTuple):

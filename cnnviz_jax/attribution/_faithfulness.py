@@ -10,9 +10,7 @@ reference a useful map must beat.
     curve = metrics.deletion(model, images, labels, maps)
     curve.auc                                                   # [N]
 
-`faithfulness` gives both AUCs for several maps at once, and the last section
-scores generated images (class probability, channel means, activation norm,
-top-k classes): the numbers the launchers in `experiments/` report.
+`faithfulness` gives both AUCs for several maps at once.
 """
 
 import functools
@@ -22,7 +20,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from cnnviz_jax import attribution, checks
+from cnnviz_jax import _checks as checks
+from cnnviz_jax.attribution import _common as attribution
+from cnnviz_jax.attribution._cam import upsample
+from cnnviz_jax.attribution._occlusion import _fill
+from cnnviz_jax.viz._heatmaps import heatmap
 
 Array = jax.Array
 
@@ -60,12 +62,12 @@ def _curve(model, images, targets, heatmaps, start, end, steps, probabilities,
     raise ValueError(f"steps must be a positive int; got {steps!r}.")
   heatmaps = jnp.asarray(heatmaps, jnp.float32)
   if heatmaps.ndim == 4:
-    heatmaps = attribution.heatmap(heatmaps)
+    heatmaps = heatmap(heatmaps)
   if heatmaps.ndim != 3 or heatmaps.shape[0] != images.shape[0]:
     raise ValueError(f"heatmaps must be [N, h, w] with N = {images.shape[0]}; "
                      f"got shape {heatmaps.shape}.")
   if heatmaps.shape[1:] != images.shape[1:3]:
-    heatmaps = attribution.upsample(heatmaps, images.shape[1:3], "bilinear")
+    heatmaps = upsample(heatmaps, images.shape[1:3], "bilinear")
   n, h, w = heatmaps.shape
   if not isinstance(patch, (int, np.integer)) or patch < 1 or h % patch or w % patch:
     raise ValueError(f"patch must be a positive int dividing the image size "
@@ -115,7 +117,7 @@ def deletion(model, images: Array, targets, heatmaps: Array, *, steps: int = 32,
   Returns:
     `Curve`; lower `auc` = more faithful.
   """
-  fill_img = attribution._fill(model, images, fill, blur_sigma)
+  fill_img = _fill(model, images, fill, blur_sigma)
   return _curve(model, images, targets, heatmaps, images, fill_img, steps,
                 probabilities, patch, chunk_size)
 
@@ -128,7 +130,7 @@ def insertion(model, images: Array, targets, heatmaps: Array, *, steps: int = 32
   """Insertion curve: pixels of the image put onto a `fill` canvas (a blurred
   copy, as Petsiuk et al.) in decreasing heatmap order. Arguments as
   `deletion`; higher `auc` = more faithful."""
-  fill_img = attribution._fill(model, images, fill, blur_sigma)
+  fill_img = _fill(model, images, fill, blur_sigma)
   return _curve(model, images, targets, heatmaps, fill_img, images, steps,
                 probabilities, patch, chunk_size)
 
@@ -166,91 +168,3 @@ def faithfulness(model, images: Array, targets, maps: dict, *, key: Array,
       "insertion_auc": {name: float(insertion(model, images, targets, m, **kw).auc.mean())
                         for name, m in reference.items()},
   }
-
-
-# ----------------------------------------------- scores of generated images
-
-def _logits(model, images: Array) -> Array:
-  return model.apply(model.params, jnp.asarray(images))[0]
-
-
-def class_probabilities(model, images: Array, classes) -> Array:
-  """Softmax probability of `classes[i]` for image `i`.
-
-  Args:
-    model: a `Model`.
-    images: float32 `[N, H, W, 3]` RGB in [0, 1].
-    classes: int `[N]` class indices.
-
-  Returns:
-    float32 `[N]` in [0, 1].
-  """
-  classes = np.asarray(classes)
-  checks.check_classes(classes, model.num_classes, name="classes")
-  if classes.shape != (images.shape[0],):
-    raise ValueError(f"classes must be [N] with N = {images.shape[0]}; "
-                     f"got shape {classes.shape}.")
-  probs = jax.nn.softmax(_logits(model, images), axis=-1)
-  return probs[jnp.arange(images.shape[0]), jnp.asarray(classes)]
-
-
-def top_k(model, images: Array, k: int = 3) -> tuple[np.ndarray, np.ndarray]:
-  """The `k` most probable classes of each image.
-
-  Args:
-    model: a `Model`.
-    images: float32 `[N, H, W, 3]` RGB in [0, 1].
-    k: classes kept, in [1, num_classes].
-
-  Returns:
-    `(classes int [N, k], probabilities float32 [N, k] in [0, 1])`, most
-    probable first.
-  """
-  if not 1 <= k <= model.num_classes:
-    raise ValueError(f"k must be in [1, {model.num_classes}]; got {k}.")
-  probs = np.asarray(jax.nn.softmax(_logits(model, images), axis=-1))
-  idx = np.argsort(-probs, axis=-1, kind="stable")[:, :k]
-  return idx, np.take_along_axis(probs, idx, -1)
-
-
-def runner_up(model, images: Array) -> Array:
-  """The second most probable class of each image, int32 `[N]` (the nearest
-  wrong class: the natural target of a fooling image)."""
-  return jnp.argsort(_logits(model, images), axis=1)[:, -2].astype(jnp.int32)
-
-
-def random_other_classes(key: Array, labels, num_classes: int) -> Array:
-  """A class drawn uniformly from the `num_classes - 1` classes other than
-  `labels[i]`, int32 `[N]` (targets of a targeted attack)."""
-  labels = jnp.asarray(labels, jnp.int32)
-  shift = jax.random.randint(key, labels.shape, 1, num_classes)
-  return (labels + shift) % num_classes
-
-
-def channel_means(model, images: Array, layer: str, channels) -> Array:
-  """Spatial mean activation of channel `channels[i]` of `layer` on image `i`.
-
-  Args:
-    model: a `Model`.
-    images: float32 `[N, H, W, 3]` RGB in [0, 1].
-    layer: tap name, e.g. "relu3_2".
-    channels: int `[N]` channel indices.
-
-  Returns:
-    float32 `[N]`.
-  """
-  layer = model.resolve(layer)
-  channels = jnp.asarray(channels, jnp.int32)
-  acts = model.apply(model.params, jnp.asarray(images), taps=(layer,),
-                     logits=False)[1][layer]
-  acts = acts.reshape(acts.shape[0], -1, acts.shape[-1]).mean(axis=1)
-  return acts[jnp.arange(acts.shape[0]), channels]
-
-
-def activation_norm(model, images: Array, layer: str) -> Array:
-  """L2 norm of each image's `layer` activation, float32 `[N]` (what DeepDream
-  raises). images: float32 `[N, H, W, 3]` RGB in [0, 1], any size."""
-  layer = model.resolve(layer)
-  acts = model.apply(model.params, jnp.asarray(images), taps=(layer,),
-                     logits=False)[1][layer]
-  return jnp.linalg.norm(acts.reshape(acts.shape[0], -1), axis=1)

@@ -11,7 +11,7 @@ from typing import Optional
 
 import numpy as np
 
-from cnnviz_jax import adversarial, data
+from cnnviz_jax.data import _cifar as data
 
 
 def bundled_photo_paths() -> dict[str, str]:
@@ -132,22 +132,3 @@ def load_images(spec: Optional[str], size: tuple[int, int], n: int,
   files = ([os.path.join(spec, f) for f in sorted(os.listdir(spec))]
            if os.path.isdir(spec) else spec.split(","))
   return np.stack([data.load_image(f, size=size) for f in files[:n]]), None, spec
-
-
-def correctly_classified(model, images: np.ndarray, labels: np.ndarray,
-                         n: int) -> tuple[np.ndarray, np.ndarray]:
-  """The first `n` images the model classifies correctly (attacks start from
-  those, so that success measures the attack, not the model's errors).
-
-  Args:
-    model: a `Model`.
-    images: float32 `[M, H, W, 3]` RGB in [0, 1].
-    labels: int `[M]` true classes.
-    n: images kept (at most).
-
-  Returns:
-    `(images [<= n, H, W, 3], labels [<= n])`.
-  """
-  pred, _ = adversarial.predict(model, images)
-  ok = np.flatnonzero(np.asarray(pred) == np.asarray(labels))[:n]
-  return images[ok], np.asarray(labels)[ok]

@@ -24,18 +24,17 @@ serves every target and hyperparameter value; `sweep` vmaps it over a stack of
 settings as one computation.
 """
 
-import dataclasses
 import functools
-from typing import Any, Callable, NamedTuple, Optional, Sequence, Union
+from typing import Any, Callable, NamedTuple, Optional, Union
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 
-from cnnviz_jax import checks
+from cnnviz_jax import _checks as checks
+from cnnviz_jax import image
 from cnnviz_jax import objectives as objectives_lib
-from cnnviz_jax import param as param_lib
+from cnnviz_jax.synthesis import param as param_lib
 
 Array = jax.Array
 
@@ -264,190 +263,6 @@ def optimize(model, objective: objectives_lib.Objective, param, *,
   return Result(param.to_image(params), params, history)
 
 
-def _has_bounds(x) -> bool:
-  return bool(getattr(type(x), "sweep_bounds", ()))
-
-
-def align_bounds(trees: Sequence[Any]) -> list:
-  """Raises every static bound (a field named in a node's `sweep_bounds`,
-  e.g. `Jitter.max_pixels`, `GaussianBlur.max_radius`) to its maximum over
-  `trees`, so that points which differ only in traced numbers (jitter
-  pixels, blur radius) get one structure. Bounds do not change a node's
-  output, only the size of its padded arrays."""
-  trees = list(trees)
-  if len(trees) < 2:
-    return trees
-  bounded = [jax.tree_util.tree_flatten(t, is_leaf=_has_bounds)[0] for t in trees]
-  if len({len(b) for b in bounded}) != 1:
-    return trees  # different structures: `stack` reports where
-  for i in range(len(bounded[0])):
-    nodes = [b[i] for b in bounded]
-    if not all(_has_bounds(n) and type(n) is type(nodes[0]) for n in nodes):
-      continue
-    widest = {f: max(getattr(n, f) for n in nodes) for f in type(nodes[0]).sweep_bounds}
-    for b in bounded:
-      b[i] = b[i].replace(**widest)
-  return [jax.tree_util.tree_unflatten(
-      jax.tree_util.tree_structure(t, is_leaf=_has_bounds), b)
-          for t, b in zip(trees, bounded)]
-
-
-def _static_fields(x) -> dict:
-  if not dataclasses.is_dataclass(x):
-    return {}
-  return {f.name: getattr(x, f.name) for f in dataclasses.fields(x)
-          if not f.metadata.get("pytree_node", True)}
-
-
-def _first_difference(a, b, path: str) -> Optional[str]:
-  """Where two sweep points differ in something that is not a traced number
-  (a type, a static field, a tuple's length, a leaf's shape), or None."""
-  if a is None or b is None:
-    return None if a is b else f"{path}: {a!r} vs {b!r} (None in one point only)"
-  if type(a) is not type(b):
-    return f"{path}: {type(a).__name__} vs {type(b).__name__}"
-  if isinstance(a, (tuple, list)):
-    if len(a) != len(b):
-      return f"{path}: {len(a)} vs {len(b)} entries"
-    fields = [(f"{path}[{i}]", x, y) for i, (x, y) in enumerate(zip(a, b))]
-    if hasattr(a, "_fields"):
-      fields = [(f"{path}.{n}", x, y) for n, x, y in zip(a._fields, a, b)]
-  elif isinstance(a, dict):
-    if set(a) != set(b):
-      return f"{path}: keys {sorted(a)} vs {sorted(b)}"
-    fields = [(f"{path}[{k!r}]", a[k], b[k]) for k in a]
-  elif dataclasses.is_dataclass(a):
-    sa, sb = _static_fields(a), _static_fields(b)
-    for k in sa:
-      if not _equal(sa[k], sb[k]):
-        return (f"{path}.{k}: {sa[k]!r} vs {sb[k]!r} (a static setting: it "
-                "must be equal across the sweep)")
-    fields = [(f"{path}.{f.name}", getattr(a, f.name), getattr(b, f.name))
-              for f in dataclasses.fields(a) if f.name not in sa]
-  else:
-    sa, sb = np.shape(a), np.shape(b)
-    return None if sa == sb else f"{path}: shape {sa} vs {sb}"
-  for p, x, y in fields:
-    d = _first_difference(x, y, p)
-    if d is not None:
-      return d
-  return None
-
-
-def _equal(a, b) -> bool:
-  try:
-    return bool(a == b)
-  except Exception:  # pylint: disable=broad-except
-    return a is b
-
-
-def stack(trees: Sequence[Any]) -> Any:
-  """Stacks pytrees leaf-wise (a leading sweep axis), after `align_bounds`.
-
-  Raises:
-    ValueError: naming the first place (e.g. `setup.objective.terms[1].kind`)
-      where a point differs from the first in more than traced numbers.
-  """
-  trees = align_bounds(trees)
-  if not trees:
-    raise ValueError("nothing to stack.")
-  first = jax.tree_util.tree_structure(trees[0])
-  for i, t in enumerate(trees[1:], 1):
-    leaves_ok = jax.tree_util.tree_structure(t) == first and all(
-        np.shape(x) == np.shape(y) for x, y in zip(
-            jax.tree_util.tree_leaves(trees[0]), jax.tree_util.tree_leaves(t)))
-    if not leaves_ok:
-      where = (_first_difference(trees[0], t, "setup")
-               or f"structures {first} vs {jax.tree_util.tree_structure(t)}")
-      raise ValueError(
-          "sweep points must differ only in numbers (same terms, layers, "
-          f"transforms and shapes); point {i} differs from point 0 at {where}.")
-  return jax.tree_util.tree_map(
-      lambda *x: jnp.stack([jnp.asarray(v, jnp.result_type(v)) for v in x]), *trees)
-
-
-def shard_sweep_axis(tree: Any, size: int, devices=None) -> Any:
-  """Places every leaf with leading axis `size` across `devices` (default: all)
-  along that axis, so a jitted vmap over it runs data-parallel (GSPMD).
-
-  A no-op on one device, or when `size` is not a multiple of the device count
-  (then everything stays on the default device).
-  """
-  devices = list(devices if devices is not None else jax.devices())
-  if len(devices) < 2 or size % len(devices):
-    return tree
-  mesh = jax.sharding.Mesh(np.array(devices), ("sweep",))
-  sharded = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("sweep"))
-  return jax.tree_util.tree_map(
-      lambda x: jax.device_put(x, sharded)
-      if getattr(x, "ndim", 0) >= 1 and x.shape[0] == size else x, tree)
-
-
-def sweep(model, setups: Sequence[Setup], param, *, keys: Array, steps: int,
-          optimizer: str = "adam", grad_norm: Optional[str] = None,
-          init: Optional[Array] = None, chunk: Optional[int] = None,
-          unroll: Optional[int] = None, progress=None) -> Result:
-  """Runs S settings as one vmapped, jitted computation.
-
-  Any number in a `Setup` may vary (see `Setup`): objective weights and
-  targets, TV's beta, jitter/roll pixels, scale and rotation ranges, blur
-  sigma, period and radius, clipping percentiles, the learning rate; the
-  seeds come from `keys`. Blur kernels and jitter pads take the sweep's
-  largest size, each point masked to its own, so point `s` matches its own
-  run up to float rounding. `synthesis.sweep` builds the setups from recipe
-  dicts.
-
-  Args:
-    setups: S `Setup`s that differ only in numbers.
-    keys: `[S]` PRNG keys (e.g. `jax.random.split(key, S)`).
-    Other arguments as in `optimize`.
-
-  Returns:
-    `Result` with a leading `[S]` axis. Point `s` equals
-    `optimize(model, setups[s].objective, param, key=keys[s], ...)`.
-    With several devices and S a multiple of their number, the S points are
-    sharded over the devices (`shard_sweep_axis`).
-  """
-  setups = list(setups)
-  if len(setups) < 1:
-    raise ValueError("sweep needs at least one setup.")
-  if len(keys) != len(setups):
-    raise ValueError(f"sweep got {len(setups)} setups but {len(keys)} keys.")
-  setups = [s._replace(objective=_check_common(model, s.objective, param, steps,
-                                               grad_norm, chunk))
-            for s in setups]
-  for s in setups:
-    checks.check_positive(s.learning_rate, "learning_rate")
-    if s.step_ops is not None and param.kind != "pixels":
-      raise ValueError("step_ops act on pixels; use param.pixels.")
-  opt = make_optimizer(optimizer)
-  st = stack(setups)
-  split = jax.vmap(jax.random.split)(keys)
-  init_keys, loop_keys = split[:, 0], split[:, 1]
-  params = jax.vmap(lambda k: param.init(k, init))(init_keys)
-  opt_state = jax.vmap(lambda p, lr: _init_opt_state(opt, p, lr))(
-      params, st.learning_rate)
-  st, params, opt_state, loop_keys = shard_sweep_axis(
-      (st, params, opt_state, loop_keys), len(setups))
-  hist = []
-  for start, n in _chunks(steps, chunk):
-    params, opt_state, h = _run_sweep(
-        model, st.objective, param, st.transform, st.step_ops, params,
-        opt_state, loop_keys, jnp.int32(start), optimizer=opt, num_steps=n,
-        grad_norm=grad_norm, unroll=unroll or n)
-    hist.append(h)
-    if progress is not None:
-      progress(start + n, h)
-  history = jax.tree_util.tree_map(lambda *x: jnp.concatenate(x, axis=1), *hist)
-  return Result(jax.vmap(param.to_image)(params), params, history)
-
-
-def resize(images: Array, hw: tuple[int, int]) -> Array:
-  """Bilinear (antialiased when shrinking) resize of `[N, H, W, C]`."""
-  n, _, _, c = images.shape
-  return jax.image.resize(images, (n, int(hw[0]), int(hw[1]), c), "linear")
-
-
 def octave_sizes(hw: tuple[int, int], octaves: int, scale: float,
                  min_size: int) -> list[tuple[int, int]]:
   """Image sizes from smallest to `hw`, each `scale` times the previous; sizes
@@ -485,8 +300,8 @@ def multiscale(model, objective, images: Array, *, key: Array,
   detail = None
   histories = []
   for o, hw in enumerate(octave_sizes((h, w), octaves, octave_scale, model.min_size)):
-    base = resize(images, hw)
-    detail = jnp.zeros_like(base) if detail is None else resize(detail, hw)
+    base = image.resize(images, hw, "linear")
+    detail = jnp.zeros_like(base) if detail is None else image.resize(detail, hw, "linear")
     start = jnp.clip(base + detail, 0.0, 1.0)
     res = optimize(model, objective, param_lib.pixels(n, hw),
                    key=jax.random.fold_in(key, o), steps=steps_per_octave,

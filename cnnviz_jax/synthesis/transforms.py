@@ -30,7 +30,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from cnnviz_jax import checks
+from cnnviz_jax import _checks as checks
+from cnnviz_jax.image import blur, default_radius  # noqa: F401 (re-exported)
 
 Array = jax.Array
 # Mid-gray: the zero of a mean-subtracted image (Yosinski's clipping sets
@@ -218,49 +219,6 @@ def compose_steps(*ops) -> ComposeSteps:
     if not callable(op):
       raise ValueError(f"compose_steps takes callables; got {op!r}.")
   return ComposeSteps(tuple(ops))
-
-
-def blur(images: Array, sigma, radius: int, support=None) -> Array:
-  """Separable Gaussian blur (reflect padding).
-
-  Args:
-    images: float32 `[N, H, W, C]`.
-    sigma: standard deviation in pixels; may be traced.
-    radius: static half-width of the kernel array (`2 radius + 1` taps).
-    support: taps farther than `support` from the center get weight zero
-      (may be traced; None: all `radius`). The kernel is normalized over the
-      kept taps, so `blur(x, s, R, support=r)` equals `blur(x, s, r)` for any
-      `R >= r` up to float rounding: the reflect pad's inner values do not
-      depend on its width.
-
-  Returns:
-    the blurred images, same shape.
-  """
-  t = jnp.arange(-radius, radius + 1, dtype=jnp.float32)
-  k = jnp.exp(-0.5 * jnp.square(t / jnp.maximum(sigma, 1e-3)))
-  if support is not None:
-    k = jnp.where(jnp.abs(t) <= support, k, 0.0)
-  k = k / k.sum()
-  c = images.shape[-1]
-  x = jnp.pad(images, ((0, 0), (radius, radius), (radius, radius), (0, 0)),
-              mode="reflect")
-  dn = ("NHWC", "HWIO", "NHWC")
-  ky = jnp.tile(k.reshape(-1, 1, 1, 1), (1, 1, 1, c))
-  kx = jnp.tile(k.reshape(1, -1, 1, 1), (1, 1, 1, c))
-  x = jax.lax.conv_general_dilated(x, ky, (1, 1), "VALID", dimension_numbers=dn,
-                                   feature_group_count=c)
-  return jax.lax.conv_general_dilated(x, kx, (1, 1), "VALID", dimension_numbers=dn,
-                                      feature_group_count=c)
-
-
-def default_radius(sigma):
-  """The kernel half-width for `sigma`: ceil(3 sigma), at least 1 (three
-  standard deviations hold 99.7% of the Gaussian's mass). Works on traced
-  values (then a float array)."""
-  if checks.is_concrete(sigma):
-    r = np.maximum(1, np.ceil(3.0 * np.asarray(sigma, np.float64)))
-    return int(r) if r.ndim == 0 else jnp.asarray(r, jnp.int32)
-  return jnp.maximum(1.0, jnp.ceil(3.0 * sigma))
 
 
 @flax.struct.dataclass

@@ -14,7 +14,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from PIL import Image
 
-from cnnviz_jax.models.checkpoint import atomic_write
+from cnnviz_jax.io import atomic_write
 
 
 def to_uint8(image) -> np.ndarray:

@@ -17,44 +17,12 @@ import flax
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 import optax
 
-from cnnviz_jax import models
-from cnnviz_jax.models import checkpoint, zoo
-
-
-def get_config() -> ml_collections.ConfigDict:
-  c = ml_collections.ConfigDict()
-  c.data = zoo_data_default()
-  c.seed = 0
-  c.epochs = 40
-  c.batch_size = 256
-  c.peak_lr = 0.1           # SGD + Nesterov, one-cycle (linear up, then down)
-  c.warmup_epochs = 2
-  c.momentum = 0.9
-  c.weight_decay = 5e-4
-  # No label smoothing: it caps confidence near 0.92 and masks gradients (PGD
-  # stalled at 0.93 success on the smoothed model), which adversarial and
-  # class-visualization work on this model must not inherit.
-  c.label_smoothing = 0.0
-  c.eval_every = 5
-  # Steps per jitted call, unrolled. XLA:CPU runs a while loop whose body holds
-  # conv weight gradients ~40x slower than the same steps unrolled (measured:
-  # 2 steps at batch 32, 39.5 s in `lax.scan` vs 0.9 s unrolled), so each call
-  # runs a short unrolled chunk; on GPU the chunks dispatch asynchronously.
-  c.steps_per_call = 4
-  c.epochs_per_run = 0      # stop after this many epochs (0 = run to the end);
-                            # restarting with the same workdir resumes
-  c.train_limit = 0         # images per class (0 = all); for smoke tests
-  c.test_limit = 0
-  return c
-
-
-def zoo_data_default() -> str:
-  from cnnviz_jax.data import DEFAULT_CIFAR
-  return DEFAULT_CIFAR
+from cnnviz_jax import io
+from cnnviz_jax.models import checkpoint, core, zoo
+from cnnviz_jax.models import registry
 
 
 class TrainNet(nn.Module):
@@ -77,7 +45,7 @@ class TrainNet(nn.Module):
       elif layer.kind == "relu":
         x = nn.relu(x)
       elif layer.kind == "maxpool":
-        x = models.core.max_pool(x, kw["window"], kw["stride"])
+        x = core.max_pool(x, kw["window"], kw["stride"])
       elif layer.kind == "global_avgpool":
         x = x.mean(axis=(1, 2))
       elif layer.kind == "dense":
@@ -141,7 +109,7 @@ def _write_bytes(path: str, blob: bytes) -> None:
     f.write(blob)
 
 
-def train_and_evaluate(cfg: ml_collections.ConfigDict, workdir: str,
+def train_and_evaluate(cfg, workdir: str,
                        output: str | None = None) -> dict:
   """Trains (resuming from `workdir` if a checkpoint is there), evaluates on
   the test split and writes the folded `cifar_vgg` weights to `output`.
@@ -198,7 +166,7 @@ def train_and_evaluate(cfg: ml_collections.ConfigDict, workdir: str,
 
   @jax.jit
   def predict(params, x_u8):
-    return models.build("cifar_vgg", params).apply(
+    return registry.build("cifar_vgg", params).apply(
         params, x_u8.astype(jnp.float32) / 255.0)[0].argmax(-1)
 
   def test_accuracy(params):
@@ -238,8 +206,8 @@ def train_and_evaluate(cfg: ml_collections.ConfigDict, workdir: str,
     history.append(rec)
     logging.info("epoch %d/%d %s", state.epoch, cfg.epochs, rec)
     blob = flax.serialization.to_bytes(state)
-    checkpoint.atomic_write(ckpt, lambda p: _write_bytes(p, blob))
-    checkpoint.write_json(hist_path, history)
+    io.atomic_write(ckpt, lambda p: _write_bytes(p, blob))
+    io.write_json(hist_path, history)
   folded = fold_batchnorm(state.params, state.batch_stats)
   if state.epoch < cfg.epochs:
     logging.info("stopped at epoch %d of %d; rerun to resume", state.epoch, cfg.epochs)

@@ -15,7 +15,10 @@ from typing import Iterator, Optional
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from cnnviz_jax.models.zoo import CIFAR10_CLASSES
+
+# The 10 CIFAR-10 classes in the official label order (Krizhevsky 2009).
+CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog",
+                   "frog", "horse", "ship", "truck")
 
 DEFAULT_CIFAR = os.path.join("..", "shared", "data", "cifar10-jpeg.tar")
 

@@ -13,10 +13,10 @@ objective, so a sweep can vary it.
 import jax.numpy as jnp
 import numpy as np
 
-from cnnviz_jax import checks
+from cnnviz_jax import _checks as checks
 
-from cnnviz_jax import objectives
-from cnnviz_jax.objectives import Objective
+from cnnviz_jax.objectives import _base as objectives
+from cnnviz_jax.objectives._base import Objective
 
 # Mid-gray: the pixel value a mean-subtracted image has at zero.
 CENTER = 0.5

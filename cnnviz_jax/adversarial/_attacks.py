@@ -21,7 +21,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from cnnviz_jax import checks
+from cnnviz_jax import _checks as checks
+from cnnviz_jax.models.predict import predict
 
 Array = jax.Array
 # A step size, or an optax-style schedule `step index -> step size`.
@@ -260,16 +261,6 @@ def perturbation(images: Array, adv: Array) -> dict:
   return {"linf": jnp.max(jnp.abs(d), axis=1),
           "l2": jnp.sqrt(jnp.sum(jnp.square(d), axis=1)),
           "psnr": 10.0 * jnp.log10(1.0 / jnp.maximum(mse, 1e-20))}
-
-
-def predict(model, images: Array, batch_size: int = 250):
-  """`(top-1 class [N], softmax [N, classes])`, in batches."""
-  probs = []
-  f = jax.jit(lambda m, x: jax.nn.softmax(m.apply(m.params, x)[0]))
-  for i in range(0, images.shape[0], batch_size):
-    probs.append(f(model, images[i:i + batch_size]))
-  p = jnp.concatenate(probs)
-  return jnp.argmax(p, axis=1), p
 
 
 def evaluate(model, images: Array, adv: Array, labels: Array,
