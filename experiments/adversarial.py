@@ -14,33 +14,49 @@ Options: experiments/configs/adversarial.py (`:smoke` for tests).
 
 import os
 
-from absl import app
-import jax
 import numpy as np
 
-from cnnviz_jax import adversarial, models, viz
-from cnnviz_jax import data
+from cnnviz_jax import adversarial, data, viz
 from cnnviz_jax.models import predict
 from experiments import launch
 
-_CONFIG, _WORKDIR = launch.define_flags("adversarial")
 
+def run(config, workdir: str) -> dict:
+  """Attacks and fools CIFAR-10 test images; writes the results to `workdir`.
 
-def main(argv):
-  del argv
-  config, workdir = _CONFIG.value, _WORKDIR.value
-  model = models.load("cifar_vgg")
-  # The model is about 90% accurate: 10 * (n // 8 + 1) images hold n correct ones.
+  Returns:
+    `{"attack": adversarial.evaluate(...) of the attack, "fooling": the same
+    for the fooling images}`, each with `"n"`, the number of images.
+  """
+  arch = launch.architecture(config)
+  launch.check_cifar_classifier(arch)
+  launch.check_choice(config, "attack", adversarial.ATTACKS)
+  launch.check_choice(config, "norm", adversarial.NORMS)
+  launch.check_at_least(config, n=1, steps=1, restarts=1, fool_steps=1,
+                        fool_images=1, fool_show=1)
+  launch.check_positive(config, "eps", "step_size", "fool_eps")
+  if config.fool_images > config.n:
+    raise ValueError(f"config.fool_images ({config.fool_images}) must be <= "
+                     f"config.n ({config.n}): fooling images are attacked images.")
+  launch.check_files([config.data], "data")
+  launch.prepare_workdir(workdir)
+  model = launch.load_model(config, launch.key(config.seed, "init"))
+  # cifar_vgg is about 90% accurate: 10 * (n // 8 + 1) images hold n correct ones.
   x, y = data.load_cifar10(config.data, "test", limit=config.n // 8 + 1)
   x, y = predict.correctly_classified(model, x.astype(np.float32) / 255.0, y, config.n)
-  key = jax.random.PRNGKey(config.seed)
-  targets = (predict.random_other_classes(key, y, model.num_classes)
+  if len(x) == 0:
+    raise ValueError(f"{config.model} classifies none of the "
+                     f"{10 * (config.n // 8 + 1)} test images read correctly: "
+                     "nothing to attack.")
+  targets = (predict.random_other_classes(launch.key(config.seed, "targets"), y,
+                                          model.num_classes)
              if config.targeted else None)
   kw = dict(eps=config.eps, norm=config.norm)
   if config.attack == "pgd":
     kw.update(steps=config.steps, step_size=config.step_size, restarts=config.restarts)
-  _, attack = adversarial.attack_dataset(model, x, y, attack=config.attack, key=key,
-                                         targets=targets, **kw)
+  _, attack = adversarial.attack_dataset(
+      model, x, y, attack=config.attack, key=launch.key(config.seed, "attack"),
+      targets=targets, **kw)
   fx, fy = x[:config.fool_images], y[:config.fool_images]
   ft = predict.runner_up(model, fx)
   fooled = adversarial.fool(model, fx, ft, eps=config.fool_eps, steps=config.fool_steps)
@@ -51,13 +67,15 @@ def main(argv):
   names = model.class_names
   # The change, scaled so that +-fool_eps spans the full grey range.
   diff = 0.5 + (fooled - fx) / (2 * config.fool_eps)
-  os.makedirs(workdir, exist_ok=True)
   viz.save_grid(
       os.path.join(workdir, "fooling.png"), list(fx) + list(diff) + list(fooled),
-      titles=[names[int(c)] for c in fy] + ["change x%.0f" % (0.5 / config.fool_eps)] * len(fx)
+      titles=[names[int(c)] for c in fy]
+      + ["change x%.0f" % (0.5 / config.fool_eps)] * len(fx)
       + [f"{names[int(t)]} {p:.2f}" for t, p in zip(ft, probs)], ncols=len(fx))
-  launch.write_results(workdir, {"attack": attack, "fooling": fooling}, config)
+  metrics = {"attack": dict(attack, n=len(x)), "fooling": dict(fooling, n=len(fy))}
+  launch.write_results(workdir, metrics, config)
+  return metrics
 
 
 if __name__ == "__main__":
-  app.run(main)
+  launch.main("adversarial", run)

@@ -12,37 +12,48 @@ and after) and config.json. Options: experiments/configs/deepdream.py
 
 import os
 
-from absl import app
-import jax
 import jax.numpy as jnp
 
-from cnnviz_jax import models, synthesis, viz
-from cnnviz_jax import data
+from cnnviz_jax import data, synthesis, viz
 from cnnviz_jax.data import samples
 from cnnviz_jax.models import predict
 from experiments import launch
 
-_CONFIG, _WORKDIR = launch.define_flags("deepdream")
 
+def run(config, workdir: str) -> dict:
+  """Dreams on the image of `config` and writes the results to `workdir`.
 
-def main(argv):
-  del argv
-  config, workdir = _CONFIG.value, _WORKDIR.value
-  model = models.load_or_init(config.model, config.weights, key=jax.random.PRNGKey(0))
+  Returns:
+    `{"layer_norm_before", "layer_norm_after"}` (L2 norms of the layer's
+    activation on the input and on the dream) and `"shape"` `[H, W, 3]`.
+  """
+  arch = launch.architecture(config)
+  (layer,) = launch.check_layers(arch, [config.layer], "layer")
+  launch.check_at_least(config, steps=1, octaves=1, max_side=arch.min_size)
+  launch.check_positive(config, "learning_rate")
+  if not config.octave_scale > 1:
+    raise ValueError(f"config.octave_scale must be > 1; got {config.octave_scale!r}.")
+  if config.roll is not None:
+    launch.check_at_least(config, roll=0)
+  if config.image is not None:
+    launch.check_files([config.image], "image")
+  launch.prepare_workdir(workdir)
+  model = launch.load_model(config, launch.key(config.seed, "init"))
   image = jnp.asarray(data.load_image(config.image, max_side=config.max_side)
                       if config.image else samples.default_photo(config.max_side))
-  out = synthesis.deepdream(model, image, config.layer, key=jax.random.PRNGKey(config.seed),
+  out = synthesis.deepdream(model, image, layer, key=launch.key(config.seed, "synthesis"),
                             octaves=config.octaves, octave_scale=config.octave_scale,
-                            steps=config.steps, step_size=config.step_size)
-  before, after = predict.activation_norm(model, jnp.stack([image, out]), config.layer).tolist()
-  os.makedirs(workdir, exist_ok=True)
+                            steps=config.steps, learning_rate=config.learning_rate,
+                            roll=config.roll)
+  before, after = predict.activation_norm(model, jnp.stack([image, out]), layer).tolist()
   viz.save_image(os.path.join(workdir, "dream.png"), out)
   viz.save_grid(os.path.join(workdir, "before_after.png"), [image, out],
-                     titles=["input", f"dream {config.layer}"], size=4.0)
-  launch.write_results(workdir, {"layer_norm_before": before,
-                                 "layer_norm_after": after,
-                                 "shape": list(out.shape)}, config)
+                titles=["input", f"dream {layer}"], size=4.0)
+  metrics = {"layer_norm_before": before, "layer_norm_after": after,
+             "shape": list(out.shape)}
+  launch.write_results(workdir, metrics, config)
+  return metrics
 
 
 if __name__ == "__main__":
-  app.run(main)
+  launch.main("deepdream", run)

@@ -12,36 +12,46 @@ Options: experiments/configs/multifaceted.py (`:smoke` for tests).
 
 import os
 
-from absl import app
-import jax
 import numpy as np
 
-from cnnviz_jax import models, synthesis, viz
-from cnnviz_jax import data
+from cnnviz_jax import data, synthesis, viz
 from cnnviz_jax.models import predict
 from experiments import launch
 
-_CONFIG, _WORKDIR = launch.define_flags("multifaceted")
 
+def run(config, workdir: str) -> dict:
+  """Clusters the images of `config.target`, optimizes one facet per cluster
+  and writes the results to `workdir`.
 
-def main(argv):
-  del argv
-  config, workdir = _CONFIG.value, _WORKDIR.value
-  model = models.load("cifar_vgg")
+  Returns:
+    `{"cluster_sizes": [k] ints, "facet_class_prob": [k] floats in [0, 1]}`.
+  """
+  arch = launch.architecture(config)
+  launch.check_cifar_classifier(arch)
+  (layer,) = launch.check_layers(arch, [config.layer], "layer")
+  (target,) = launch.check_indices([config.target], arch.num_classes, "target", "class")
+  launch.check_choice(config, "recipe", synthesis.RECIPES)
+  launch.check_choice(config, "split", ("train", "test"))
+  launch.check_at_least(config, k=1, steps=1)
+  # k-means needs at least one image per cluster.
+  launch.check_at_least(config, images_per_class=config.k)
+  launch.check_files([config.data], "data")
+  launch.prepare_workdir(workdir)
+  model = launch.load_model(config, launch.key(config.seed, "init"))
   x, y = data.load_cifar10(config.data, config.split, limit=config.images_per_class)
-  x = x[y == config.target].astype(np.float32) / 255.0
+  x = x[y == target].astype(np.float32) / 255.0
   facets, means, assign = synthesis.multifaceted(
-      model, x, config.target, k=config.k, key=jax.random.PRNGKey(config.seed),
-      steps=config.steps)
-  probs = predict.class_probabilities(model, facets, [config.target] * config.k).tolist()
+      model, x, target, k=config.k, key=launch.key(config.seed, "synthesis"),
+      steps=config.steps, layer=layer, recipe_name=config.recipe)
+  probs = predict.class_probabilities(model, facets, [target] * config.k).tolist()
   counts = np.bincount(np.asarray(assign), minlength=config.k).tolist()
-  os.makedirs(workdir, exist_ok=True)
   viz.save_grid(os.path.join(workdir, "facets.png"), list(means) + list(facets),
-                     titles=[f"mean ({c})" for c in counts] + [f"facet p={p:.2f}" for p in probs],
-                     ncols=config.k)
-  launch.write_results(workdir, {"cluster_sizes": counts, "facet_class_prob": probs},
-                       config)
+                titles=[f"mean ({c})" for c in counts]
+                + [f"facet p={p:.2f}" for p in probs], ncols=config.k)
+  metrics = {"cluster_sizes": counts, "facet_class_prob": probs}
+  launch.write_results(workdir, metrics, config)
+  return metrics
 
 
 if __name__ == "__main__":
-  app.run(main)
+  launch.main("multifaceted", run)

@@ -10,36 +10,46 @@ tests).
 
 import os
 
-from absl import app
-import jax
-
-from cnnviz_jax import models, synthesis, viz
+from cnnviz_jax import synthesis, viz
 from cnnviz_jax.models import predict
 from experiments import launch
 
-_CONFIG, _WORKDIR = launch.define_flags("neuron_viz")
 
+def run(config, workdir: str) -> dict:
+  """Visualizes the channels of `config` and writes the results to `workdir`.
 
-def main(argv):
-  del argv
-  config, workdir = _CONFIG.value, _WORKDIR.value
-  model = models.load_or_init(config.model, config.weights, key=jax.random.PRNGKey(0))
-  channels = list(config.channels)
-  kw = dict(key=jax.random.PRNGKey(config.seed), steps=config.steps,
+  Returns:
+    `{"channel_mean_activation": {channel: mean activation on its image}}`.
+  """
+  arch = launch.architecture(config)
+  (layer,) = launch.check_layers(arch, [config.layer], "layer")
+  launch.check_choice(config, "recipe", synthesis.RECIPES)
+  launch.check_at_least(config, steps=1, diversity=0)
+  if config.diversity and not config.mean:
+    raise ValueError("config.diversity applies to channel means: set "
+                     "config.mean=True, or config.diversity=0.")
+  if not config.channels:
+    raise ValueError("config.channels must name at least one channel.")
+  launch.prepare_workdir(workdir)
+  model = launch.load_model(config, launch.key(config.seed, "init"))
+  channels = launch.check_indices(config.channels, model.layer_shape(layer)[-1],
+                                  "channels", f"{layer} channel")
+  kw = dict(key=launch.key(config.seed, "synthesis"), steps=config.steps,
             recipe_name=config.recipe)
   if config.mean:
-    images = synthesis.visualize_channel(model, config.layer, channels,
+    images = synthesis.visualize_channel(model, layer, channels,
                                          diversity=config.diversity, **kw)
   else:
-    images = synthesis.visualize_neuron(model, config.layer, channels, **kw)
-  values = predict.channel_means(model, images, config.layer, channels).tolist()
-  os.makedirs(workdir, exist_ok=True)
+    images = synthesis.visualize_neuron(model, layer, channels, **kw)
+  values = predict.channel_means(model, images, layer, channels).tolist()
   viz.save_grid(os.path.join(workdir, "neurons.png"), list(images),
-                     titles=[f"{config.layer}:{c}" for c in channels])
+                titles=[f"{layer}:{c}" for c in channels])
+  metrics = {"channel_mean_activation": dict(zip(map(str, channels), values))}
   launch.write_results(
-      workdir, {"channel_mean_activation": dict(zip(map(str, channels), values))},
+      workdir, metrics,
       dict(config.to_dict(), recipe_options=synthesis.recipe(config.recipe)))
+  return metrics
 
 
 if __name__ == "__main__":
-  app.run(main)
+  launch.main("neuron_viz", run)

@@ -16,6 +16,7 @@ attack steps, 8 fooling images with 2 steps: a CPU-sized run for tests).
 """
 
 import ml_collections
+from ml_collections import config_dict
 
 from experiments.configs import common
 
@@ -24,13 +25,15 @@ def get_config(arg=None) -> ml_collections.ConfigDict:
   """Returns the adversarial config; `arg` as in the module docstring."""
   arg = common.parse_arg(arg, "adversarial")
   c = ml_collections.ConfigDict()
+  c.model = "cifar_vgg"       # A CIFAR-10 classifier.
+  c.weights = config_dict.placeholder(str)  # Converted weights; None: shipped.
   c.data = "../shared/data/cifar10-jpeg.tar"  # CIFAR-10 location.
   c.attack = "pgd"            # One of cnnviz_jax.adversarial.ATTACKS.
   c.norm = "linf"             # Threat model: "linf" or "l2".
   # 8/255 and 2/255 in 10 steps: the standard CIFAR-10 L-inf setting
   # (Madry et al. 2018, section 5).
   c.eps = 8 / 255
-  c.steps = 10                # PGD steps.
+  c.steps = 10                # PGD steps (FGSM: one step of size eps).
   c.step_size = 2 / 255       # PGD step size.
   c.restarts = 1              # PGD runs (random restarts).
   c.targeted = False          # Random target classes.

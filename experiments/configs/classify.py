@@ -20,7 +20,9 @@ def get_config(arg=None) -> ml_collections.ConfigDict:
   arg = common.parse_arg(arg, "classify")
   c = ml_collections.ConfigDict()
   c.model = "cifar_vgg"
-  c.weights = config_dict.placeholder(str)  # Converted weights (.safetensors).
+  # Converted weights (.safetensors); None: shipped (cifar_vgg), else a
+  # random initialization (the test-only `tiny`).
+  c.weights = config_dict.placeholder(str)
   # Comma list of image files, or "bundled" (photographs installed packages
   # ship); None: CIFAR-10 test images from `cifar` when present, else bundled.
   c.images = config_dict.placeholder(str)

@@ -28,9 +28,11 @@ def get_config(arg=None) -> ml_collections.ConfigDict:
   c.max_side = 128            # Bound on the longer side.
   c.layer = "relu3_2"         # Layer to amplify.
   c.octaves = 3
-  c.octave_scale = 1.4        # Size ratio between octaves.
+  c.octave_scale = 1.4        # Size ratio between octaves (> 1).
   c.steps = 10                # Steps per octave.
-  c.step_size = 0.01          # Pixel step per step.
+  c.learning_rate = 0.01      # Pixel step per step (divided by mean |g|).
+  # Random circular shift range in pixels; None: 1/16 of the shorter side.
+  c.roll = config_dict.placeholder(int)
   c.seed = 0
   if arg == common.SMOKE:
     c.steps = 2

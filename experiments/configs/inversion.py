@@ -29,8 +29,10 @@ def get_config(arg=None) -> ml_collections.ConfigDict:
   c.data = "../shared/data/cifar10-jpeg.tar"
   c.size = 32                 # Image side for `image`.
   c.steps = 300               # Optimization steps per layer.
+  # The "mahendran" recipe's prior (Mahendran & Vedaldi 2015): TV^2, 0.05.
   c.tv = 0.05                 # Total-variation weight.
-  c.beta = 2.0                # Total-variation exponent.
+  c.tv_beta = 2.0             # Total-variation exponent.
+  c.learning_rate = 0.05      # Adam on [0, 1] pixels.
   c.seed = 0
   if arg == common.SMOKE:
     c.steps = 5

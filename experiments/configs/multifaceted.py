@@ -10,6 +10,7 @@ facets from 10 test images: a CPU-sized run for tests).
 """
 
 import ml_collections
+from ml_collections import config_dict
 
 from experiments.configs import common
 
@@ -18,11 +19,15 @@ def get_config(arg=None) -> ml_collections.ConfigDict:
   """Returns the multifaceted config; `arg` as in the module docstring."""
   arg = common.parse_arg(arg, "multifaceted")
   c = ml_collections.ConfigDict()
+  c.model = "cifar_vgg"       # A CIFAR-10 classifier: the facets are of its classes.
+  c.weights = config_dict.placeholder(str)  # Converted weights; None: shipped.
   c.data = "../shared/data/cifar10-jpeg.tar"  # CIFAR-10 location.
   c.split = "train"           # "train" or "test".
   c.target = 3                # Class index.
   c.k = 4                     # Number of facets (clusters).
   c.images_per_class = 200    # Images of the class that are clustered.
+  c.layer = "fc7"             # Feature space of the clustering (Nguyen et al.).
+  c.recipe = "yosinski"       # One of cnnviz_jax.synthesis.RECIPES.
   c.steps = 200
   c.seed = 0
   if arg == common.SMOKE:

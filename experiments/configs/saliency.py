@@ -34,7 +34,7 @@ def get_config(arg=None) -> ml_collections.ConfigDict:
                "grad_cam,guided_grad_cam,occlusion")
   c.num_images = 8
   c.layer = config_dict.placeholder(str)  # Grad-CAM layer; None: last spatial relu.
-  c.seed = 0                  # SmoothGrad noise, random init, synthetic images.
+  c.seed = 0                  # Random init, synthetic images, SmoothGrad, random map.
   c.metric_steps = 16         # Deletion/insertion curve points.
   # Deletion/insertion block side in pixels (1: single pixels, as Petsiuk et
   # al. at 224x224; on 32x32 images single pixels act like noise).
