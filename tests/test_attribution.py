@@ -17,9 +17,8 @@ import pytest
 
 from conftest import CIFAR_TAR, cifar_model, tiny_model
 from cnnviz_jax import attribution as A
-from cnnviz_jax.attribution import _common as attribution_common
-from cnnviz_jax.attribution import _occlusion as occlusion_lib
 from cnnviz_jax import models
+from cnnviz_jax import objectives as O
 from cnnviz_jax import data
 
 torch = pytest.importorskip("torch")
@@ -169,11 +168,12 @@ class ChunkingTest(chex.TestCase):
     key = jax.random.PRNGKey(3)
     out = A.smoothgrad(model, x, t, key=key, samples=3, sigma=0.2)
     span = (x.max(axis=(1, 2, 3)) - x.min(axis=(1, 2, 3)))[:, None, None, None]
-    # The noisy copies leave [0, 1], which the public functions refuse.
+    # The noisy copies leave [0, 1], which the public functions refuse on
+    # concrete arrays; under jit the range is not checked.
     noisy = jax.jit(lambda s: x + 0.2 * span * jax.random.normal(
         jax.random.fold_in(key, s), x.shape))
-    ref = sum(attribution_common._grad(model, noisy(s), jnp.asarray(t), None, "vanilla")[1]
-              for s in range(3)) / 3
+    grad = jax.jit(lambda x: A.saliency(model, x, jnp.asarray(t)))
+    ref = sum(grad(noisy(s)) for s in range(3)) / 3
     np.testing.assert_allclose(out, ref, rtol=1e-4, atol=1e-6)
 
   @chex.variants(with_jit=True, without_jit=True)
@@ -187,11 +187,13 @@ class ChunkingTest(chex.TestCase):
     out = run(model, x, jnp.asarray(t), 2)
     chex.assert_shape(out, (3, 3, 5))
     np.testing.assert_allclose(out, run(model, x, jnp.asarray(t), 15), rtol=1e-5, atol=1e-7)
-    # Entry (i, j) is the probability with the patch at (5 i, 3 j) covered.
-    fill_img = occlusion_lib._fill(model, x, fill, 4.0)
+    # Entry (i, j) is the drop of the probability when the patch at (5 i, 3 j)
+    # is covered: p(x) - p(x covered).
+    fill_img = A.fill_images(model, x, fill)
     covered = x.at[:, 5:11, 3:7].set(fill_img[:, 5:11, 3:7])
-    p = jax.nn.softmax(model(covered)[0])[np.arange(3), t]
-    np.testing.assert_allclose(out[:, 1, 1], p, rtol=1e-5)
+    p = lambda x: jax.nn.softmax(model(x)[0])[np.arange(3), t]
+    np.testing.assert_allclose(out[:, 1, 1], p(x) - p(covered), rtol=1e-4,
+                               atol=1e-7)
 
 
 class CaptumCifarTest(parameterized.TestCase):
@@ -243,6 +245,42 @@ class CaptumCifarTest(parameterized.TestCase):
     ref = captum_attr.NeuronGradient(net, net.conv3_1).attribute(
         torch_in(x), neuron_selector=(7, 2, 5))
     self.assertLess(rel_err(ours, tr.nchw_to_nhwc(ref)), 1e-3)
+
+
+  def test_occlusion(self):
+    # Same sign as Captum: f(x) - f(x occluded), logits here. Captum gives
+    # each pixel the mean over the windows covering it; so do we from ours.
+    x, t = cifar_inputs()
+    window, stride = 8, 4
+    ours = np.asarray(A.occlusion(cifar(), x, t, window=window, stride=stride,
+                                  fill=0.5, probabilities=False))
+    ref = captum_attr.Occlusion(cifar_torch()).attribute(
+        torch_in(x), target=torch.from_numpy(t).long(),
+        sliding_window_shapes=(3, window, window), strides=(3, stride, stride),
+        baselines=0.5)
+    h, w = x.shape[1:3]
+    total, count = np.zeros((len(t), h, w)), np.zeros((h, w))
+    for i in range(ours.shape[1]):
+      for j in range(ours.shape[2]):
+        sl = np.s_[i * stride:i * stride + window, j * stride:j * stride + window]
+        total[(slice(None),) + sl] += ours[:, i, j, None, None]
+        count[sl] += 1
+    self.assertGreater(np.abs(ours).max(), 1e-2)
+    self.assertLess(rel_err(total / count, ref.detach().numpy()[:, 0]), 1e-3)
+
+  def test_objective_target_equals_shorthand(self):
+    # An Objective and its shorthand explain the same thing; a weighted sum is
+    # linear in the gradients.
+    x, t = cifar_inputs()
+    m = cifar()
+    np.testing.assert_allclose(A.saliency(m, x, O.class_logit(t)),
+                               A.saliency(m, x, t), rtol=1e-6, atol=1e-9)
+    np.testing.assert_allclose(A.grad_cam(m, x, O.channel("fc6", 3), layer="relu3_2"),
+                               A.grad_cam(m, x, ("fc6", 3), layer="relu3_2"),
+                               rtol=1e-6, atol=1e-9)
+    both = A.saliency(m, x, 2.0 * O.class_logit(t) - O.neuron("conv3_1", 7, 2, 5))
+    np.testing.assert_allclose(both, 2.0 * A.saliency(m, x, t) - A.saliency(
+        m, x, ("conv3_1", 7, 2, 5)), rtol=1e-4, atol=1e-6)
 
 
 class CaptumTorchvisionTest(absltest.TestCase):
@@ -351,7 +389,7 @@ class PropertiesTest(parameterized.TestCase):
     # relu3_2 (8x8); at relu4_1 (4x4) it does not beat random on this model.
     auc = lambda maps: float(A.deletion(
         model, x, t, maps, steps=10, fill="blur", patch=4).auc.mean())
-    random = auc(A.random_heatmaps(jax.random.PRNGKey(0), x))
+    random = auc(A.random_heatmaps(x, key=jax.random.PRNGKey(0)))
     sal = auc(A.explain(model, x, t, "saliency"))
     cam = auc(A.explain(model, x, t, "grad_cam", layer="relu3_2"))
     self.assertLess(sal, random - 0.05)
@@ -420,12 +458,96 @@ class ErrorsTest(parameterized.TestCase):
         (lambda: A.occlusion(model, x, t, fill="pink"), "fill"),
         (lambda: A.explain(model, x, t, "lime"), "unknown method"),
         (lambda: A.heatmap(x, "median"), "reduce"),
+        (lambda: A.heatmap(jnp.zeros((1, 4, 4)), "median"), "reduce"),
         (lambda: A.deletion(model, x, t, jnp.zeros((2, 16, 16))), "heatmaps"),
         (lambda: A.deletion(model, x, t, jnp.zeros((3, 16, 16)), patch=3), "patch"),
     ]
     for fn, msg in cases:
       with self.assertRaisesRegex(ValueError, msg):
         fn()
+
+
+  def test_occlusion_fill_checked(self):
+    model, (x, t) = tiny(), tiny_inputs()
+    cases = [
+        (dict(fill="blur", blur_sigma=0.0), "blur_sigma"),
+        (dict(fill="blur", blur_sigma=-2.0), "blur_sigma"),
+        (dict(fill=float("nan")), r"finite and in \[0, 1\]"),
+        (dict(fill=2.0), r"finite and in \[0, 1\]"),
+        (dict(fill=-0.5), r"finite and in \[0, 1\]"),
+        (dict(fill=np.zeros((5, 16, 16, 3), np.float32)), "broadcastable"),
+        (dict(window=2.5), "window"),
+        (dict(stride=(2, 0)), "stride"),
+    ]
+    for kw, msg in cases:
+      with self.assertRaisesRegex(ValueError, msg, msg=str(kw)):
+        A.occlusion(model, x, t, **kw)
+      if "fill" in kw:
+        with self.assertRaisesRegex(ValueError, msg, msg=str(kw)):
+          A.deletion(model, x, t, jnp.zeros((3, 16, 16)), steps=2, **kw)
+
+  def test_non_integer_channels_refused(self):
+    model, (x, _) = tiny(), tiny_inputs()
+    for fn in (A.saliency, functools.partial(A.occlusion, window=8, stride=8),
+               functools.partial(A.integrated_gradients, steps=2)):
+      with self.assertRaisesRegex(ValueError, "integer"):
+        fn(model, x, ("relu2_1", 1.7))
+      with self.assertRaisesRegex(ValueError, "integer"):
+        fn(model, x, ("relu2_1", 1, 1.0, 2))
+    with self.assertRaisesRegex(ValueError, "integer"):
+      A.grad_cam(model, x, ("relu2_2", 1.5), layer="relu2_1")
+    with self.assertRaisesRegex(ValueError, "integer"):
+      A.target_scores(model, x, ("fc6", True))
+
+  def test_empty_batch(self):
+    model = tiny()
+    x = jnp.zeros((0, 16, 16, 3))
+    t = np.zeros(0, np.int32)
+    key = jax.random.PRNGKey(0)
+    self.assertEqual(A.saliency(model, x, t).shape, (0, 16, 16, 3))
+    ig = A.integrated_gradients(model, x, t, steps=4)
+    self.assertEqual([a.shape for a in ig], [(0, 16, 16, 3), (0,), (0,)])
+    self.assertEqual(A.smoothgrad(model, x, t, key=key, samples=2).shape,
+                     (0, 16, 16, 3))
+    self.assertEqual(A.occlusion(model, x, t, window=8, stride=4).shape, (0, 3, 3))
+    self.assertEqual(A.deletion(model, x, t, jnp.zeros((0, 16, 16)),
+                                steps=2).scores.shape, (0, 3))
+
+  def test_arguments_checked_before_computing(self):
+    model, (x, t) = tiny(), tiny_inputs()
+    cases = [
+        (lambda: A.integrated_gradients(model, x, t, baselines=np.zeros((2, 16, 16, 3))),
+         "baselines must be .* broadcastable"),
+        (lambda: A.integrated_gradients(model, x, t, baselines=np.zeros((5, 3))),
+         "baselines must be .* broadcastable"),
+        (lambda: A.smoothgrad(model, x, t, key=None), "PRNG key"),
+        (lambda: A.smoothgrad(model, x, t, key=0), "PRNG key"),
+        (lambda: A.smoothgrad(model, x, t, key=jax.random.PRNGKey(0),
+                              sigma=float("inf")), "sigma"),
+        (lambda: A.smoothgrad(model, x, t, key=jax.random.PRNGKey(0),
+                              samples=True), "samples"),
+        (lambda: A.explain(model, x, t, "smoothgrad"), "needs a PRNG key"),
+        (lambda: A.faithfulness(model, x, t, {}, key=None), "PRNG key"),
+        (lambda: A.random_heatmaps(x, key=3), "PRNG key"),
+        (lambda: A.randomization_check(model, x, t, A.saliency, key=None),
+         "PRNG key"),
+        (lambda: A.deletion(model, x, t, jnp.full((3, 16, 16), jnp.nan)),
+         "NaN"),
+        (lambda: A.saliency(model, x, O.class_logit(np.array([0, 1]))),
+         "leading axis N = 3"),
+        (lambda: A.grad_cam(model, x, ("relu1_1", 0), layer="relu2_1"),
+         "must come after"),
+    ]
+    for fn, msg in cases:
+      with self.assertRaisesRegex(ValueError, msg):
+        fn()
+
+  def test_explain_occlusion_is_the_drop(self):
+    # No negation in explain: the map is occlusion's own f(x) - f(occluded).
+    model, (x, t) = tiny(), tiny_inputs()
+    kw = dict(window=8, stride=4)
+    np.testing.assert_array_equal(A.explain(model, x, t, "occlusion", **kw),
+                                  A.occlusion(model, x, t, **kw))
 
 
 if __name__ == "__main__":

@@ -1,27 +1,38 @@
 """Grad-CAM and guided Grad-CAM (Selvaraju et al. 2017)."""
 
+import functools
 
 import jax
 import jax.numpy as jnp
 
+from cnnviz_jax import objectives
 from cnnviz_jax.attribution._common import (
-    Targets, _check_images, _check_layer, _parse_targets, _run, _score_from)
+    Targets, _check_images, target_objective)
 from cnnviz_jax.attribution._gradients import guided_backprop
 from cnnviz_jax.image import resize as upsample
 
 Array = jax.Array
 
-def _grad_cam(model, images, classes, neuron, layer, relu):
-  k = model.layer_index(layer) + 1
-  acts = _run(model, model.params, model.normalize(images), 0, k, jax.nn.relu)
+
+@functools.partial(jax.jit, static_argnames=("layer", "relu"))
+def _grad_cam(model, images, objective, layer, relu):
+  acts = model.apply(model.params, images, taps=(layer,), logits=False)[1][layer]
+  # The objective from the layer onward: the network's tail on `acts`.
   scores, vjp = jax.vjp(
-      lambda a: _score_from(model, model.params, a, k, classes, neuron,
-                            jax.nn.relu), acts)
+      lambda a: objectives.evaluate(objective, model, a, start=layer), acts)
   grads = vjp(jnp.ones_like(scores))[0]
   # Selvaraju et al. 2017, eq. 1-2: channel weights are the spatially averaged
   # gradients; the map is the weighted sum of the activation maps.
   cam = jnp.einsum("nc,nhwc->nhw", grads.mean(axis=(1, 2)), acts)
   return jax.nn.relu(cam) if relu else cam
+
+
+def _check_cam_layer(model, layer: str, images) -> str:
+  layer = model.resolve(layer)
+  if len(model.layer_shape(layer, tuple(images.shape[1:3]))) != 3:
+    raise ValueError(f"layer {layer} of {model.name} is not spatial; Grad-CAM "
+                     "needs a conv-stage layer ([h, w, C] activations).")
+  return layer
 
 
 def grad_cam(model, images: Array, targets: Targets, *, layer: str,
@@ -31,7 +42,8 @@ def grad_cam(model, images: Array, targets: Targets, *, layer: str,
   Args:
     model: a `Model`.
     images: float32 `[N, H, W, 3]` RGB in [0, 1].
-    targets: int `[N]` classes or a neuron spec of a layer after `layer`.
+    targets: int `[N]` classes, a neuron spec or an `Objective` reading only
+      layers after `layer` (and the logits).
     layer: the layer whose activations are weighted (e.g. `relu5_3` or its
       torchvision path `features.29`).
     relu: apply the paper's final ReLU (Captum `LayerGradCam`'s
@@ -42,12 +54,14 @@ def grad_cam(model, images: Array, targets: Targets, *, layer: str,
     image size.
   """
   _check_images(model, images)
-  layer = _check_layer(model, layer, images)
-  classes, neuron = _parse_targets(model, images, targets)
-  if neuron is not None and model.layer_index(neuron.layer) <= model.layer_index(layer):
-    raise ValueError(f"neuron layer {neuron.layer} must come after the Grad-CAM"
-                     f" layer {layer}.")
-  return _grad_cam(model, images, classes, neuron, layer, bool(relu))
+  layer = _check_cam_layer(model, layer, images)
+  objective = target_objective(model, images, targets)
+  k = model.layer_index(layer)
+  for tap in objective.taps:
+    if tap == "input" or (tap != "logits" and model.layer_index(tap) <= k):
+      raise ValueError(f"target layer {tap} must come after the Grad-CAM layer "
+                       f"{layer}.")
+  return _grad_cam(model, images, objective, layer, bool(relu))
 
 
 def guided_grad_cam(model, images: Array, targets: Targets, *, layer: str,
@@ -63,7 +77,6 @@ def guided_grad_cam(model, images: Array, targets: Targets, *, layer: str,
   return gb * upsample(cam, images.shape[1:3], interpolation)[..., None]
 
 
-
 def default_cam_layer(model) -> str:
   """The deepest relu layer with spatial activations (Selvaraju et al. use the
   last convolutional layer)."""
@@ -74,4 +87,3 @@ def default_cam_layer(model) -> str:
     spatial.append(l)
   relus = [l.name for l in spatial if l.kind == "relu"]
   return (relus or [l.name for l in spatial])[-1]
-

@@ -1,10 +1,18 @@
 """Shared machinery of the attribution methods: targets, scores, chunking,
-and the ReLU backward rules.
+fills and the ReLU backward rules.
 
-`targets` is either an int array `[N]` of classes (the score is the pre-softmax
-logit, Simonyan et al. 2014 section 3) or a neuron spec `(layer, channel)` (the
-channel's spatial mean for conv layers, the unit for fully connected ones) or
-`(layer, channel, y, x)` (one unit of a conv layer).
+What an attribution explains is an `objectives.Objective`, evaluated on the
+model's taps. `targets` is one, or a shorthand for one:
+
+- an int array `[N]` of classes: `objectives.class_logit(targets)`, the
+  pre-softmax logit (Simonyan et al. 2014 section 3); occlusion and the
+  faithfulness curves use `objectives.class_prob(targets)` when
+  `probabilities=True`;
+- `(layer, channel)`: `objectives.channel(layer, channel)`, the channel's
+  spatial mean for conv layers, the unit for fully connected ones;
+- `(layer, channel, y, x)`: `objectives.neuron(layer, channel, y, x)`, one
+  unit of a conv layer;
+- an `Objective` (per-image arguments `[N]`), scored as it is.
 
 Methods that expand one image into many (IG steps, SmoothGrad samples, occlusion
 positions) run those copies in chunks: a Python loop over one jitted function of
@@ -14,14 +22,15 @@ it unrolls. Results do not depend on the chunk size beyond float rounding.
 """
 
 import functools
-from typing import NamedTuple, Optional, Sequence, Union
+from typing import Any, Sequence, Union
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from cnnviz_jax import _checks as checks
-from cnnviz_jax.models import core
+from cnnviz_jax import image
+from cnnviz_jax import objectives
 
 Array = jax.Array
 
@@ -31,22 +40,7 @@ Array = jax.Array
 _PIXELS_PER_CALL = 2 ** 20
 
 
-class Neuron(NamedTuple):
-  """An intermediate unit as a target.
-
-  Attributes:
-    layer: canonical layer name (`relu4_3`) or torchvision path.
-    channel: channel (conv) or unit (fully connected) index.
-    y, x: spatial position in the layer's map; None means the channel's
-      spatial mean (conv layers only).
-  """
-  layer: str
-  channel: int
-  y: Optional[int] = None
-  x: Optional[int] = None
-
-
-Targets = Union[Array, np.ndarray, Sequence[int], tuple]
+Targets = Union[Array, np.ndarray, Sequence[int], tuple, objectives.Objective]
 
 
 # --------------------------------------------------------------------------
@@ -90,123 +84,124 @@ deconv_relu.defvjp(_deconv_fwd, _deconv_bwd)
 RULES = {"vanilla": jax.nn.relu, "guided": guided_relu, "deconvnet": deconv_relu}
 
 
+
 # --------------------------------------------------------------------------
-# Input checks and target parsing.
+# Input checks and targets.
 
 def _check_images(model, images) -> None:
   checks.check_images(images, min_size=model.min_size)
 
 
-def _parse_targets(model, images, targets):
-  """-> (classes int array [N] or None, Neuron with canonical layer or None)."""
+def _check_count(value: Any, name: str, minimum: int = 1) -> int:
+  """A Python int >= `minimum` (bools refused: True is not a count)."""
+  if isinstance(value, (bool, np.bool_)) or not isinstance(
+      value, (int, np.integer)) or value < minimum:
+    raise ValueError(f"{name} must be an int >= {minimum}; got {value!r}.")
+  return int(value)
+
+
+def _check_rule(rule: str) -> None:
+  if rule not in RULES:
+    raise ValueError(f"unknown rule {rule!r}; valid: {', '.join(RULES)}.")
+
+
+def target_objective(model, images: Array, targets: Targets, *,
+                     probabilities: bool = False) -> objectives.Objective:
+  """The objective an attribution of `targets` explains, resolved for `model`
+  at the size of `images` (canonical layer names; indices checked).
+
+  Args:
+    model: a `Model`.
+    images: float32 `[N, H, W, 3]` (only the shape is used).
+    targets: int `[N]` classes, `(layer, channel)`, `(layer, channel, y, x)`
+      or an `Objective` (see the module docstring).
+    probabilities: class targets: `class_prob` instead of `class_logit`.
+
+  Returns:
+    a resolved `Objective` whose value is `[N]`.
+  """
   n, h, w = images.shape[:3]
-  if isinstance(targets, Neuron) or (
-      isinstance(targets, (tuple, list)) and targets and isinstance(targets[0], str)):
-    if not 2 <= len(targets) <= 4 or len(targets) == 3:
+  if isinstance(targets, objectives.Objective):
+    obj = targets
+  elif isinstance(targets, (tuple, list)) and targets and isinstance(targets[0], str):
+    if len(targets) == 2:
+      obj = objectives.channel(*targets)
+    elif len(targets) == 4:
+      obj = objectives.neuron(*targets)
+    else:
       raise ValueError(
           "a neuron target is (layer, channel) or (layer, channel, y, x); got "
           f"{targets!r}.")
-    layer = model.resolve(targets[0])
-    neuron = Neuron(layer, *[int(v) for v in targets[1:]])
-    shape = _layer_shape(model.layers, (h, w), layer)
-    if not 0 <= neuron.channel < shape[-1]:
-      raise ValueError(f"channel {neuron.channel} out of range for layer "
-                       f"{layer} with {shape[-1]} channels (shape {shape}).")
-    if neuron.y is not None:
-      if len(shape) != 3:
-        raise ValueError(f"layer {layer} is not spatial (shape {shape}); use "
-                         "(layer, channel).")
-      if not (0 <= neuron.y < shape[0] and 0 <= neuron.x < shape[1]):
-        raise ValueError(f"position ({neuron.y}, {neuron.x}) out of range for "
-                         f"layer {layer} of spatial size {shape[:2]}.")
-    return None, neuron
-  if isinstance(targets, (int, np.integer)):
-    raise ValueError("targets must be an int array [N] with one class per image"
-                     f" (got the scalar {targets}); use np.full(N, class).")
-  if not hasattr(targets, "shape"):
-    targets = np.asarray(targets)
-  if tuple(targets.shape) != (n,):
-    raise ValueError(f"targets must be an int array [N] = [{n}] of class "
-                     f"indices, or a neuron spec (layer, channel[, y, x]); got"
-                     f" shape {tuple(targets.shape)}.")
-  if not checks.is_concrete(targets):
-    if not jnp.issubdtype(targets.dtype, jnp.integer):
-      raise ValueError(f"targets must be integer class indices; got dtype "
-                       f"{targets.dtype}.")
-    return targets, None
-  checks.check_classes(targets, model.num_classes)
-  return jnp.asarray(targets, jnp.int32), None
+  else:
+    if isinstance(targets, (int, np.integer)):
+      raise ValueError("targets must be an int array [N] with one class per "
+                       f"image (got the scalar {targets}); use np.full(N, class).")
+    if not hasattr(targets, "shape"):
+      targets = np.asarray(targets)
+    if tuple(targets.shape) != (n,):
+      raise ValueError(f"targets must be an int array [N] = [{n}] of class "
+                       "indices, a neuron spec (layer, channel[, y, x]) or an "
+                       f"Objective; got shape {tuple(targets.shape)}.")
+    objectives.check_integer(targets, "targets (class indices)")
+    if checks.is_concrete(targets):
+      targets = jnp.asarray(targets, jnp.int32)
+    obj = (objectives.class_prob(targets) if probabilities
+           else objectives.class_logit(targets))
+  obj = objectives.resolve(obj, model, (h, w))
+  _check_per_image(obj, n)
+  return obj
 
 
-@functools.lru_cache(maxsize=512)
-def _layer_shape(layers: tuple, hw: tuple, layer: str) -> tuple:
-  """`Model.layer_shape` cached on the architecture (it traces the network)."""
-  k = [l.name for l in layers].index(layer) + 1
-  net = core.SequentialNet(layers[:k])
-
-  def f(x):
-    return net.apply(net.init(jax.random.PRNGKey(0), x), x)[0]
-  return tuple(jax.eval_shape(f, jax.ShapeDtypeStruct((1, *hw, 3),
-                                                      jnp.float32)).shape[1:])
-
-
-def _check_layer(model, layer: str, images) -> str:
-  layer = model.resolve(layer)
-  if len(_layer_shape(model.layers, tuple(images.shape[1:3]), layer)) != 3:
-    raise ValueError(f"layer {layer} of {model.name} is not spatial; Grad-CAM "
-                     "needs a conv-stage layer ([h, w, C] activations).")
-  return layer
+def _check_per_image(obj, n: int) -> None:
+  """Per-image arguments must have a leading axis N (or be scalars)."""
+  for t in obj.terms:
+    for name, v in t.args.items():
+      shape = getattr(v, "shape", None) or ()
+      if len(shape) and shape[0] != n:
+        raise ValueError(f"objective term {t.kind!r} argument {name!r} has shape "
+                         f"{tuple(shape)}; per-image arguments need a leading "
+                         f"axis N = {n} (or a scalar).")
 
 
 # --------------------------------------------------------------------------
-# The network split at a layer, and the target score.
+# Scores and gradients: the objective evaluated on the model's taps. Copies of
+# a batch (IG points, SmoothGrad samples, occlusion positions) are a leading
+# axis `[C, N, ...]` mapped with `vmap`, so per-image objective arguments
+# `[N]` apply to every copy without knowing which arguments are per-image.
 
-def _run(model, params, x, lo: int, hi: int, relu) -> Array:
-  """Layers `lo..hi-1` of the model on (normalized) input or activation `x`."""
-  if lo >= hi:
-    return x
-  return core.SequentialNet(model.layers[lo:hi]).apply(
-      {"params": params}, x, relu=relu)[0]
-
-
-def _score_from(model, params, x, start: int, classes, neuron, relu) -> Array:
-  """Per-image target score `[N]` from the output `x` of layer `start - 1`."""
-  if neuron is None:
-    logits = _run(model, params, x, start, len(model.layers), relu)
-    return jnp.take_along_axis(logits, classes[:, None], axis=1)[:, 0]
-  act = _run(model, params, x, start, model.layer_index(neuron.layer) + 1, relu)
-  if act.ndim == 2:
-    return act[:, neuron.channel]
-  if neuron.y is None:
-    return act[..., neuron.channel].mean(axis=(1, 2))
-  return act[:, neuron.y, neuron.x, neuron.channel]
+def _score(model, images, objective, relu=jax.nn.relu, params=None) -> Array:
+  return objectives.evaluate(objective, model, images, params=params, relu=relu)
 
 
-def _score(model, params, images, classes, neuron, relu) -> Array:
-  return _score_from(model, params, model.normalize(images), 0, classes,
-                     neuron, relu)
-
-
-def _tile(classes, copies: int):
-  return None if classes is None else jnp.tile(classes, copies)
-
-
-@functools.partial(jax.jit, static_argnames=("neuron", "rule"))
-def _grad(model, images, classes, neuron, rule):
-  """(scores [M], d score / d images [M, H, W, 3])."""
-  scores, vjp = jax.vjp(
-      lambda x: _score(model, model.params, x, classes, neuron, RULES[rule]),
-      images)
+@functools.partial(jax.jit, static_argnames=("rule",))
+def _grad(model, images, objective, rule):
+  """(scores [N], d score / d images [N, H, W, 3])."""
+  scores, vjp = jax.vjp(lambda x: _score(model, x, objective, RULES[rule]),
+                        images)
   return scores, vjp(jnp.ones_like(scores))[0]
+
+
+def _grad_copies(model, copies, objective, rule) -> Array:
+  """d score / d input for copies `[C, N, H, W, 3]` of a batch."""
+  return jax.vmap(lambda x: _grad(model, x, objective, rule)[1])(copies)
+
+
+@jax.jit
+def _scores(model, images, objective, params=None):
+  return _score(model, images, objective, params=params)
+
+
+def _scores_copies(model, copies, objective) -> Array:
+  """Scores `[C, N]` of copies `[C, N, H, W, 3]` of a batch."""
+  return jax.vmap(lambda x: _score(model, x, objective))(copies)
 
 
 def _chunk_size(chunk_size, total: int, images) -> int:
   if chunk_size is None:
     n, h, w = images.shape[:3]
-    chunk_size = max(1, _PIXELS_PER_CALL // (n * h * w))
-  if not isinstance(chunk_size, (int, np.integer)) or chunk_size < 1:
-    raise ValueError(f"chunk_size must be a positive int; got {chunk_size!r}.")
-  return min(int(chunk_size), total)
+    chunk_size = max(1, _PIXELS_PER_CALL // max(1, n * h * w))
+  _check_count(chunk_size, "chunk_size")
+  return max(1, min(int(chunk_size), total))
 
 
 def _chunks(total: int, size: int):
@@ -220,7 +215,8 @@ def target_scores(model, images: Array, targets: Targets, *,
   Args:
     model: a `Model`.
     images: float32 `[N, H, W, 3]` RGB in [0, 1].
-    targets: int `[N]` classes or a neuron spec (see module docstring).
+    targets: int `[N]` classes, a neuron spec or an `Objective` (see the
+      module docstring).
     probabilities: class targets only: softmax probability instead of logit.
     params: parameters to use instead of `model.params`.
 
@@ -228,17 +224,59 @@ def target_scores(model, images: Array, targets: Targets, *,
     float32 `[N]`.
   """
   _check_images(model, images)
-  classes, neuron = _parse_targets(model, images, targets)
-  return _scores(model.replace(params=model.params if params is None else params),
-                 images, classes, neuron, probabilities)
+  obj = target_objective(model, images, targets, probabilities=probabilities)
+  return _scores(model, images, obj, params)
 
 
-@functools.partial(jax.jit, static_argnames=("neuron", "probabilities"))
-def _scores(model, images, classes, neuron, probabilities):
-  if neuron is None and probabilities:
-    logits = _run(model, model.params, model.normalize(images), 0,
-                  len(model.layers), jax.nn.relu)
-    return jnp.take_along_axis(jax.nn.softmax(logits), classes[:, None], 1)[:, 0]
-  return _score(model, model.params, images, classes, neuron, jax.nn.relu)
+# --------------------------------------------------------------------------
+# What occluded or deleted pixels become.
+
+FILLS = ("mean", "zeros", "blur")
 
 
+def fill_images(model, images: Array, fill: Any = "mean", *,
+                blur_sigma: float = 4.0) -> Array:
+  """The images that occluded / deleted pixels are taken from.
+
+  Args:
+    model: a `Model` (its dataset mean colour for "mean").
+    images: float32 `[N, H, W, 3]` RGB in [0, 1].
+    fill: "mean" (the model's dataset mean colour), "zeros", "blur" (a
+      blurred copy of the image, std `blur_sigma` pixels), a float in [0, 1],
+      or an array in [0, 1] broadcastable to `images`.
+    blur_sigma: Gaussian std in pixels for "blur", > 0.
+
+  Returns:
+    float32 `[N, H, W, 3]`.
+  """
+  if isinstance(fill, str):
+    if fill == "mean":
+      return jnp.broadcast_to(jnp.asarray(model.mean, images.dtype), images.shape)
+    if fill == "zeros":
+      return jnp.zeros_like(images)
+    if fill == "blur":
+      if checks.is_concrete(blur_sigma):
+        s = np.asarray(blur_sigma)
+        if s.ndim or s.dtype.kind not in "iuf" or not np.isfinite(s) or s <= 0:
+          raise ValueError(f"blur_sigma must be a finite number > 0 for "
+                           f"fill='blur'; got {blur_sigma!r}.")
+      return image.gaussian_blur(images, blur_sigma)
+    raise ValueError(f"unknown fill {fill!r}; valid: 'mean' (the dataset mean),"
+                     " 'zeros', 'blur', a float in [0, 1] or an image array.")
+  shape = np.shape(fill)
+  try:
+    ok = np.broadcast_shapes(shape, images.shape) == tuple(images.shape)
+  except ValueError:
+    ok = False
+  if not ok:
+    raise ValueError(f"fill must be one of {FILLS}, a float or an array "
+                     f"broadcastable to images {tuple(images.shape)}; got shape "
+                     f"{shape}.")
+  if checks.is_concrete(fill):
+    a = np.asarray(fill)
+    if a.dtype.kind not in "iuf":
+      raise ValueError(f"fill must be numeric; got dtype {a.dtype}.")
+    if a.size and (not np.all(np.isfinite(a)) or a.min() < 0 or a.max() > 1):
+      raise ValueError("fill values must be finite and in [0, 1] (the image "
+                       f"range); got range [{a.min():.4g}, {a.max():.4g}].")
+  return jnp.broadcast_to(jnp.asarray(fill, images.dtype), images.shape)

@@ -11,10 +11,11 @@ import numpy as np
 
 from cnnviz_jax import _checks as checks
 from cnnviz_jax.attribution._common import (
-    RULES, Targets, _check_images, _chunk_size, _chunks, _grad, _parse_targets,
-    _scores, _tile)
+    Targets, _check_count, _check_images, _check_rule, _chunk_size, _chunks,
+    _grad, _grad_copies, _scores, target_objective)
 
 Array = jax.Array
+
 
 def gradient(model, images: Array, targets: Targets, *,
              rule: str = "vanilla") -> Array:
@@ -23,17 +24,16 @@ def gradient(model, images: Array, targets: Targets, *,
   Args:
     model: a `Model`.
     images: float32 `[N, H, W, 3]` RGB in [0, 1].
-    targets: int `[N]` classes or a neuron spec.
+    targets: int `[N]` classes, a neuron spec or an `Objective`.
     rule: "vanilla" (the gradient), "guided" (guided backprop) or "deconvnet".
 
   Returns:
     float32 `[N, H, W, 3]`, with respect to the [0, 1] image.
   """
-  if rule not in RULES:
-    raise ValueError(f"unknown rule {rule!r}; valid: {', '.join(RULES)}.")
+  _check_rule(rule)
   _check_images(model, images)
-  classes, neuron = _parse_targets(model, images, targets)
-  return _grad(model, images, classes, neuron, rule)[1]
+  objective = target_objective(model, images, targets)
+  return _grad(model, images, objective, rule)[1]
 
 
 def saliency(model, images: Array, targets: Targets) -> Array:
@@ -42,7 +42,7 @@ def saliency(model, images: Array, targets: Targets) -> Array:
   Args:
     model: a `Model`.
     images: float32 `[N, H, W, 3]` RGB in [0, 1].
-    targets: int `[N]` classes or a neuron spec.
+    targets: int `[N]` classes, a neuron spec or an `Objective`.
 
   Returns:
     float32 `[N, H, W, 3]`; `heatmap(...)` gives Simonyan's max |.| map.
@@ -62,18 +62,14 @@ def deconvnet(model, images: Array, targets: Targets) -> Array:
   return gradient(model, images, targets, rule="deconvnet")
 
 
-@functools.partial(jax.jit, static_argnames=("neuron", "rule"))
-def _smooth_chunk(model, images, classes, neuron, rule, key, sample_ids, sigma):
-  n = images.shape[0]
-  c = sample_ids.shape[0]
+@functools.partial(jax.jit, static_argnames=("rule",))
+def _smooth_chunk(model, images, objective, rule, key, sample_ids, sigma):
   # Smilkov et al. 2017 section 3: noise std relative to each input's range.
   span = images.max(axis=(1, 2, 3)) - images.min(axis=(1, 2, 3))
   noise = jax.vmap(lambda s: jax.random.normal(
       jax.random.fold_in(key, s), images.shape, images.dtype))(sample_ids)
   noisy = images[None] + sigma * span[None, :, None, None, None] * noise
-  _, g = _grad(model, noisy.reshape(c * n, *images.shape[1:]),
-               _tile(classes, c), neuron, rule)
-  g = g.reshape(c, *images.shape)
+  g = _grad_copies(model, noisy, objective, rule)
   return g.sum(0), (g * g).sum(0)
 
 
@@ -88,9 +84,9 @@ def smoothgrad(model, images: Array, targets: Targets, *, key: Array,
   Args:
     model: a `Model`.
     images: float32 `[N, H, W, 3]` RGB in [0, 1].
-    targets: int `[N]` classes or a neuron spec.
-    key: PRNG key; sample `s` uses `fold_in(key, s)`, so results do not depend
-      on `chunk_size`.
+    targets: int `[N]` classes, a neuron spec or an `Objective`.
+    key: PRNG key (required); sample `s` uses `fold_in(key, s)`, so results
+      do not depend on `chunk_size`.
     samples: noisy copies per image (paper: 50).
     sigma: noise standard deviation relative to each image's value range
       (max - min); the paper recommends 10-20%.
@@ -103,20 +99,21 @@ def smoothgrad(model, images: Array, targets: Targets, *, key: Array,
   Returns:
     float32 `[N, H, W, 3]`.
   """
-  if rule not in RULES:
-    raise ValueError(f"unknown rule {rule!r}; valid: {', '.join(RULES)}.")
+  checks.check_key(key)
+  _check_rule(rule)
   if variant not in SMOOTHGRAD_VARIANTS:
     raise ValueError(f"unknown variant {variant!r}; valid: "
                      f"{', '.join(SMOOTHGRAD_VARIANTS)}.")
-  if not isinstance(samples, (int, np.integer)) or samples < 1:
-    raise ValueError(f"samples must be a positive int; got {samples!r}.")
-  checks.check_positive(sigma, "sigma", allow_zero=True)
+  samples = _check_count(samples, "samples")
+  _check_sigma(sigma)
   _check_images(model, images)
-  classes, neuron = _parse_targets(model, images, targets)
+  objective = target_objective(model, images, targets)
+  if images.shape[0] == 0:
+    return jnp.zeros_like(images)
   size = _chunk_size(chunk_size, samples, images)
   total, total_sq = 0.0, 0.0
   for lo, hi in _chunks(samples, size):
-    s, sq = _smooth_chunk(model, images, classes, neuron, rule, key,
+    s, sq = _smooth_chunk(model, images, objective, rule, key,
                           jnp.arange(lo, hi), jnp.float32(sigma))
     total, total_sq = total + s, total_sq + sq
   mean = total / samples
@@ -125,6 +122,14 @@ def smoothgrad(model, images: Array, targets: Targets, *, key: Array,
   if variant == "squared":
     return total_sq / samples
   return jnp.maximum(total_sq / samples - mean * mean, 0.0)
+
+
+def _check_sigma(sigma) -> None:
+  if checks.is_concrete(sigma):
+    s = np.asarray(sigma)
+    if s.ndim or s.dtype.kind not in "iuf" or not np.isfinite(s) or s < 0:
+      raise ValueError(f"sigma must be a finite number >= 0 (a fraction of "
+                       f"each image's value range); got {sigma!r}.")
 
 
 # --------------------------------------------------------------------------
@@ -148,10 +153,7 @@ def ig_steps(steps: int, method: str = "gausslegendre"):
     raise ValueError(f"unknown integration method {method!r}; valid: "
                      f"{', '.join(IG_METHODS)}.")
   min_steps = 1 if method == "gausslegendre" else 2
-  if not isinstance(steps, (int, np.integer)) or steps < min_steps:
-    raise ValueError(f"steps must be an int >= {min_steps} for {method}; got "
-                     f"{steps!r}.")
-  n = int(steps)
+  n = _check_count(steps, f"steps for {method}", min_steps)
   if method == "gausslegendre":
     # Captum `gauss_legendre_builders`: numpy's nodes on [-1, 1] mapped to [0, 1].
     x, w = np.polynomial.legendre.leggauss(n)
@@ -179,13 +181,11 @@ def _linspace32(lo: float, hi: float, n: int) -> np.ndarray:
   return out.astype(np.float32).astype(np.float64)
 
 
-@functools.partial(jax.jit, static_argnames=("neuron", "rule"))
-def _ig_chunk(model, images, baselines, classes, neuron, rule, alphas, weights):
-  n, c = images.shape[0], alphas.shape[0]
+@functools.partial(jax.jit, static_argnames=("rule",))
+def _ig_chunk(model, images, baselines, objective, rule, alphas, weights):
   x = baselines[None] + alphas[:, None, None, None, None] * (images - baselines)[None]
-  _, g = _grad(model, x.reshape(c * n, *images.shape[1:]), _tile(classes, c),
-               neuron, rule)
-  return jnp.tensordot(weights, g.reshape(c, *images.shape), axes=1)
+  g = _grad_copies(model, x, objective, rule)
+  return jnp.tensordot(weights, g, axes=1)
 
 
 class IGResult(NamedTuple):
@@ -212,7 +212,7 @@ def integrated_gradients(model, images: Array, targets: Targets, *,
   Args:
     model: a `Model`.
     images: float32 `[N, H, W, 3]` RGB in [0, 1].
-    targets: int `[N]` classes or a neuron spec.
+    targets: int `[N]` classes, a neuron spec or an `Objective`.
     baselines: None (black, as Captum), a float, or an array broadcastable to
       `images` in [0, 1].
     steps: integration points.
@@ -225,28 +225,42 @@ def integrated_gradients(model, images: Array, targets: Targets, *,
     `IGResult(attributions [N, H, W, 3], residual [N], delta [N])`; it
     unpacks as a tuple.
   """
-  if rule not in RULES:
-    raise ValueError(f"unknown rule {rule!r}; valid: {', '.join(RULES)}.")
+  _check_rule(rule)
   alphas, weights = ig_steps(steps, method)
   _check_images(model, images)
-  classes, neuron = _parse_targets(model, images, targets)
-  if baselines is None:
-    baselines = jnp.zeros_like(images)
-  else:
-    baselines = jnp.broadcast_to(jnp.asarray(baselines, jnp.float32), images.shape)
-    if checks.is_concrete(baselines):
-      checks.check_images(baselines, name="baselines")
+  objective = target_objective(model, images, targets)
+  baselines = _baselines(baselines, images)
   size = _chunk_size(chunk_size, len(alphas), images)
+  if images.shape[0] == 0:
+    empty = jnp.zeros((0,), jnp.float32)
+    return IGResult(jnp.zeros_like(images), empty, empty)
   total = 0.0
   for lo, hi in _chunks(len(alphas), size):
-    total = total + _ig_chunk(model, images, baselines, classes, neuron, rule,
+    total = total + _ig_chunk(model, images, baselines, objective, rule,
                               jnp.asarray(alphas[lo:hi], jnp.float32),
                               jnp.asarray(weights[lo:hi], jnp.float32))
   attributions = total * (images - baselines)
-  ends = _scores(model, jnp.concatenate([images, baselines]), _tile(classes, 2),
-                 neuron, False)
-  delta = ends[:images.shape[0]] - ends[images.shape[0]:]
+  delta = _scores(model, images, objective) - _scores(model, baselines, objective)
   residual = attributions.sum(axis=(1, 2, 3)) - delta
   return IGResult(attributions, residual, delta)
 
 
+def _baselines(baselines, images) -> Array:
+  """IG baselines, checked before any computation: `[N, H, W, 3]` in [0, 1]."""
+  if baselines is None:
+    return jnp.zeros_like(images)
+  shape = np.shape(baselines)
+  try:
+    ok = np.broadcast_shapes(shape, images.shape) == tuple(images.shape)
+  except ValueError:
+    ok = False
+  if not ok:
+    raise ValueError("baselines must be None, a float or an array broadcastable"
+                     f" to images {tuple(images.shape)} ([N, H, W, 3], or e.g. "
+                     f"[H, W, 3] or [3]); got shape {shape}.")
+  if checks.is_concrete(baselines) and np.asarray(baselines).dtype.kind not in "iuf":
+    raise ValueError(f"baselines must be numeric; got {baselines!r}.")
+  baselines = jnp.broadcast_to(jnp.asarray(baselines, jnp.float32), images.shape)
+  if checks.is_concrete(baselines):
+    checks.check_images(baselines, name="baselines")
+  return baselines

@@ -5,26 +5,30 @@ from typing import Callable, NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+from scipy import stats
 
-from cnnviz_jax.attribution._common import Targets, _check_images, _parse_targets
+from cnnviz_jax import _checks as checks
+from cnnviz_jax.attribution._common import Targets, _check_images, target_objective
 from cnnviz_jax.models import core
 from cnnviz_jax.viz._heatmaps import heatmap
 
 Array = jax.Array
 
 def rank_correlation(a, b) -> np.ndarray:
-  """Spearman rank correlation per image between maps `[N, ...]` (ties get
-  average ranks). Returns float64 numpy `[N]`."""
-  from scipy import stats
+  """Spearman rank correlation per image between maps `[N, ...]`
+  (`scipy.stats.spearmanr`; ties get average ranks). A constant map has no
+  ranking: its correlation is 0.
+
+  Returns:
+    float64 numpy `[N]`.
+  """
   a = np.asarray(a, np.float64).reshape(len(a), -1)
   b = np.asarray(b, np.float64).reshape(len(b), -1)
-  out = []
-  for x, y in zip(a, b):
-    rx, ry = stats.rankdata(x), stats.rankdata(y)
-    sx, sy = rx.std(), ry.std()
-    out.append(0.0 if sx == 0 or sy == 0 else
-               float(((rx - rx.mean()) * (ry - ry.mean())).mean() / (sx * sy)))
-  return np.asarray(out)
+  if a.shape != b.shape:
+    raise ValueError(f"maps must have the same shape; got {a.shape} and {b.shape}.")
+  return np.asarray([
+      0.0 if np.ptp(x) == 0 or np.ptp(y) == 0 else
+      float(stats.spearmanr(x, y).statistic) for x, y in zip(a, b)])
 
 
 class RandomizationResult(NamedTuple):
@@ -59,7 +63,7 @@ def randomization_check(model, images: Array, targets: Targets,
   Args:
     model: a `Model`.
     images: float32 `[N, H, W, 3]` RGB in [0, 1].
-    targets: int `[N]` classes or a neuron spec.
+    targets: int `[N]` classes, a neuron spec or an `Objective`.
     method: `method(model, images, targets) -> [N, H, W, 3]` or `[N, h, w]`,
       e.g. `saliency` or `functools.partial(grad_cam, layer="relu4_1")`.
     key: PRNG key of the re-initialization.
@@ -71,8 +75,9 @@ def randomization_check(model, images: Array, targets: Targets,
   Returns:
     `RandomizationResult`.
   """
+  checks.check_key(key)
   _check_images(model, images)
-  _parse_targets(model, images, targets)
+  target_objective(model, images, targets)
   fresh = core.init_params(model.layers, key, model.input_size)
 
   def as_map(a):

@@ -258,6 +258,43 @@ class Model:
         stop=stop, relu=relu)
     return (out if logits else None), {t: acts[c] for t, c in zip(taps, canon)}
 
+  def apply_from(self, params, acts: Array, start: str, *,
+                 taps: Sequence[str] = (), relu: ReLU = jax.nn.relu,
+                 logits: bool = True):
+    """Runs the layers after `start` on `acts`, the activation of `start`:
+    the network's tail, as Grad-CAM needs (gradients w.r.t. a layer).
+
+    Args:
+      params: a parameter pytree of this architecture.
+      acts: the output of layer `start`, `[N, h, w, C]` or `[N, C]`.
+      start: a layer name (canonical or torchvision path).
+      taps: layers to return: `start` itself or later ones.
+      relu, logits: as `apply`.
+
+    Returns:
+      `(logits or None, {tap: activation})`, as `apply`.
+    """
+    if isinstance(taps, str):
+      taps = (taps,)
+    k = self.layer_index(start) + 1
+    canon = [self.resolve(t) for t in taps]
+    early = [t for t, c in zip(taps, canon) if self.layer_names.index(c) < k - 1]
+    if early:
+      raise ValueError(f"taps {early} come before layer {start!r}; apply_from "
+                       "computes only the layers after it.")
+    if not logits and not taps:
+      raise ValueError("logits=False needs at least one tap to compute.")
+    later = tuple(set(c for c in canon if self.layer_names.index(c) >= k))
+    stop = None if logits else max(
+        [self.layer_names.index(c) - k for c in canon] + [-1])
+    if stop == -1:  # only `start` itself is asked for: nothing to run
+      out, acts_out = None, {}
+    else:
+      out, acts_out = SequentialNet(self.layers[k:]).apply(
+          {"params": params}, acts, taps=later, stop=stop, relu=relu)
+    acts_out[self.layer_names[k - 1]] = acts
+    return (out if logits else None), {t: acts_out[c] for t, c in zip(taps, canon)}
+
   def __call__(self, images: Array, **kwargs):
     """`apply` with this model's own parameters."""
     return self.apply(self.params, images, **kwargs)

@@ -1,6 +1,6 @@
 """Image priors as objectives on the `"input"` tap, to be subtracted:
 
-    obj = objectives.class_logit(3) - 1e-3 * regularizers.l2() - 0.1 * regularizers.tv(2.0)
+    obj = objectives.class_logit(3) - 1e-3 * objectives.l2() - 0.1 * objectives.tv(2.0)
 
 Each returns a per-image penalty `[N]` (a mean over pixels, so that weights do
 not depend on the image size) of the image `x` in [0, 1] measured from
@@ -26,17 +26,17 @@ def _flat(x):
   return x.reshape(x.shape[0], -1)
 
 
-@objectives.register("l2")
+@objectives.register("l2", taps=("input",))
 def _l2(acts):
   return jnp.mean(jnp.square(_flat(acts["input"] - CENTER)), axis=1)
 
 
-@objectives.register("l1")
+@objectives.register("l1", taps=("input",))
 def _l1(acts):
   return jnp.mean(jnp.abs(_flat(acts["input"] - CENTER)), axis=1)
 
 
-@objectives.register("tv")
+@objectives.register("tv", taps=("input",))
 def _tv(acts, beta):
   # Mahendran & Vedaldi 2015, eq. (5): sum over pixels of
   # ((x[i, j+1] - x[i, j])^2 + (x[i+1, j] - x[i, j])^2)^(beta / 2).
@@ -50,12 +50,12 @@ def _tv(acts, beta):
 
 def l2() -> Objective:
   """Mean squared deviation from mid-gray (Simonyan et al. 2014)."""
-  return objectives.term("l2", taps=("input",))
+  return objectives.term("l2")
 
 
 def l1() -> Objective:
   """Mean absolute deviation from mid-gray (sparsity prior)."""
-  return objectives.term("l1", taps=("input",))
+  return objectives.term("l1")
 
 
 def tv(beta=2.0) -> Objective:
@@ -69,7 +69,5 @@ def tv(beta=2.0) -> Objective:
     if b.dtype.kind not in "iuf" or not np.all(b >= 1.0):
       raise ValueError(f"tv exponent beta must be >= 1; got {beta!r}.")
     beta = float(b) if b.ndim == 0 else jnp.asarray(b, jnp.float32)
-  return objectives.term("tv", taps=("input",), beta=beta)
+  return objectives.term("tv", beta=beta)
 
-
-REGULARIZERS = {"l2": l2, "l1": l1, "tv": tv}

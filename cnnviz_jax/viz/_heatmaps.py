@@ -8,6 +8,15 @@ import numpy as np
 
 Array = jax.Array
 
+# Channel reductions of attributions `[N, H, W, C]` -> `[N, H, W]`.
+REDUCTIONS = {
+    "max_abs": lambda a: jnp.abs(a).max(axis=-1),
+    "sum": lambda a: a.sum(axis=-1),
+    "abs_sum": lambda a: jnp.abs(a).sum(axis=-1),
+    "norm": lambda a: jnp.sqrt((a ** 2).sum(axis=-1)),
+}
+
+
 def heatmap(attributions: Array, reduce: str = "max_abs") -> Array:
   """Per-pixel map `[N, H, W]` from attributions `[N, H, W, 3]`.
 
@@ -15,21 +24,19 @@ def heatmap(attributions: Array, reduce: str = "max_abs") -> Array:
     attributions: float `[N, H, W, C]` (maps `[N, H, W]` pass through).
     reduce: over channels: "max_abs" (Simonyan et al. 2014, section 3.1),
       "sum" (signed), "abs_sum", or "norm" (L2).
+
+  Returns:
+    float `[N, H, W]`.
   """
+  if reduce not in REDUCTIONS:
+    # Checked before the pass-through of maps, so a typo never goes unseen.
+    raise ValueError(f"unknown reduce {reduce!r}; valid: {', '.join(REDUCTIONS)}.")
   if attributions.ndim == 3:
     return attributions
   if attributions.ndim != 4:
-    raise ValueError(f"attributions must be [N, H, W, C]; got shape "
-                     f"{attributions.shape}.")
-  if reduce == "max_abs":
-    return jnp.abs(attributions).max(axis=-1)
-  if reduce == "sum":
-    return attributions.sum(axis=-1)
-  if reduce == "abs_sum":
-    return jnp.abs(attributions).sum(axis=-1)
-  if reduce == "norm":
-    return jnp.sqrt((attributions ** 2).sum(axis=-1))
-  raise ValueError(f"unknown reduce {reduce!r}; valid: max_abs, sum, abs_sum, norm.")
+    raise ValueError(f"attributions must be [N, H, W, C] (or maps [N, H, W]); "
+                     f"got shape {attributions.shape}.")
+  return REDUCTIONS[reduce](attributions)
 
 
 def normalize(maps: Array, *, percentile: float = 99.0, signed: bool = False) -> Array:
