@@ -4,6 +4,8 @@ against full sorts, PCA against numpy's SVD, the t-SNE grid, bad inputs, the
 pixel- vs feature-space neighbour gap on the shipped CIFAR model, and the
 launchers end to end on their smoke configs."""
 
+import os
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -48,16 +50,24 @@ def test_receptive_box_matches_field_for_every_zoo_model(arch):
     assert (boxes[..., 2:] <= want[..., 2:]).all()
 
 
-def _gradient_support(model, layer, y, x, hw, samples=8):
-  """Pixels whose gradient is non-zero for unit (y, x), summed over channels,
-  over random images (ReLUs as identity so no unit is dead)."""
-  def unit(images):
-    _, t = model.apply(model.params, images, taps=(layer,), logits=False,
-                       relu=lambda v: v)
-    return t[layer][:, y, x, :].sum()
-  g = jax.grad(unit)(jnp.asarray(_images(samples, hw, seed=y * 31 + x)))
-  nz = np.argwhere(np.abs(np.asarray(g)).sum(axis=(0, 3)) > 0)
-  return (*nz.min(0), *(nz.max(0) + 1))
+def _gradient_supports(model, layer, units, hw, samples=8):
+  """For each unit (y, x): the bounding box `(y0, x0, y1, x1)` of the pixels
+  whose gradient is non-zero for the unit summed over channels, over random
+  images (ReLUs as identity so that no unit is dead). One compilation per
+  layer: the unit's position is a traced index."""
+  @jax.jit
+  def grad(images, y, x):
+    def unit(images):
+      _, t = model.apply(model.params, images, taps=(layer,), logits=False,
+                         relu=lambda v: v)
+      return t[layer][:, y, x, :].sum()
+    return jax.grad(unit)(images)
+  boxes = []
+  for i, (y, x) in enumerate(units):
+    g = grad(jnp.asarray(_images(samples, hw, seed=i)), y, x)
+    nz = np.argwhere(np.abs(np.asarray(g)).sum(axis=(0, 3)) > 0)
+    boxes.append((*nz.min(0), *(nz.max(0) + 1)))
+  return boxes
 
 
 @pytest.mark.parametrize("hw", [(16, 16), (15, 13)])
@@ -65,16 +75,17 @@ def test_receptive_box_equals_gradient_support_tiny(hw):
   model = tiny_model()
   for layer in ("conv1_1", "pool1", "relu2_1", "pool2"):
     h, w = F._receptive.layer_hw(model, layer, hw)
-    for y, x in {(0, 0), (h // 2, w // 2), (h - 1, w - 1), (0, w - 1)}:
-      assert F.receptive_box(model, layer, y, x, hw) == _gradient_support(
-          model, layer, y, x, hw), (layer, y, x)
+    units = sorted({(0, 0), (h // 2, w // 2), (h - 1, w - 1), (0, w - 1)})
+    want = _gradient_supports(model, layer, units, hw)
+    for (y, x), box in zip(units, want):
+      assert F.receptive_box(model, layer, y, x, hw) == box, (layer, y, x)
 
 
 def test_receptive_box_equals_gradient_support_cifar_vgg():
   model = cifar_model()
   for layer, (y, x) in (("conv3_2", (3, 4)), ("conv4_1", (0, 3))):
-    assert F.receptive_box(model, layer, y, x, (32, 32)) == _gradient_support(
-        model, layer, y, x, (32, 32), samples=4)
+    assert [F.receptive_box(model, layer, y, x, (32, 32))] == _gradient_supports(
+        model, layer, [(y, x)], (32, 32), samples=4)
 
 
 def test_receptive_field_adaptive_pool():
@@ -310,3 +321,68 @@ def test_grid_layout_keeps_a_grid_in_place():
   perm = np.random.RandomState(0).permutation(20)
   cells = F.grid_layout(coords[perm], 4, 5)
   np.testing.assert_array_equal(perm[cells], np.arange(20).reshape(4, 5))
+
+
+# ---------------------------------------------------------------- launchers
+
+
+LAUNCHERS = ("filters", "activations", "max_patches", "neighbors", "embedding")
+OUTPUTS = {"filters": ["filters.png"],
+           "activations": ["image.png", "activations_relu1_1.png"],
+           "max_patches": ["patches.png"], "neighbors": ["neighbors.png"],
+           "embedding": ["scatter.png", "grid.png", "coords.npy"]}
+
+
+@pytest.mark.parametrize("name", LAUNCHERS)
+def test_launcher_smoke(name, tmp_path):
+  """Each launcher's run() on its smoke config, in-process (the flags are
+  defined only under __main__)."""
+  import importlib
+  import json
+  launcher = importlib.import_module(f"experiments.{name}")
+  config = importlib.import_module(f"experiments.configs.{name}").get_config("smoke")
+  metrics = launcher.run(config, str(tmp_path))
+  assert json.load(open(tmp_path / "metrics.json")) == json.loads(json.dumps(metrics))
+  assert json.load(open(tmp_path / "config.json"))["model"] == "tiny"
+  for f in OUTPUTS[name]:
+    assert (tmp_path / f).stat().st_size > 100, f
+
+
+def test_neighbors_launcher_on_an_image_folder(tmp_path):
+  """A folder without labels is searched against itself, minus the query."""
+  from cnnviz_jax import viz
+  from experiments import neighbors
+  from experiments.configs import neighbors as cfg
+  folder = tmp_path / "images"
+  for i, image in enumerate(_images(7, (20, 20))):
+    viz.save_image(str(folder / f"{i}.png"), image)
+  config = cfg.get_config("smoke")
+  config.data, config.num_queries, config.num_database = str(folder), 3, 7
+  metrics = neighbors.run(config, str(tmp_path / "out"))
+  assert metrics["num_database"] == 7 and "precision_at_3_pixel" not in metrics
+  assert neighbors._drop_self(np.array([[0, 4, 2], [3, 1, 5]]), 2).tolist() == [
+      [4, 2], [3, 5]]
+
+
+def test_launcher_data_errors(tmp_path):
+  from experiments import feature_data
+  (tmp_path / "empty").mkdir()
+  with pytest.raises(ValueError, match="holds no images"):
+    feature_data.load(str(tmp_path / "empty"), "test", 4, (16, 16))
+  with pytest.raises(ValueError, match="not found"):
+    feature_data.load(str(tmp_path / "missing.tar"), "test", 4, (16, 16))
+  ds = feature_data.load("synthetic", "test", 5, (16, 16))
+  assert ds.images.dtype == np.uint8 and ds.labels.tolist() == [0, 1, 0, 1, 0]
+
+
+def test_launcher_main_runs_from_the_command_line(tmp_path):
+  import subprocess
+  import sys
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  out = subprocess.run(
+      [sys.executable, "experiments/filters.py",
+       "--config=experiments/configs/filters.py:smoke", f"--workdir={tmp_path}",
+       "--config.layer=conv2_1"], cwd=root, capture_output=True, text=True,
+      timeout=300)
+  assert out.returncode == 0, out.stderr[-2000:]
+  assert (tmp_path / "filters.png").exists()

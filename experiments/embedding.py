@@ -1,0 +1,98 @@
+r"""A 2-D map of a layer's feature space: t-SNE (or PCA) of the features of
+some images, drawn as a scatter coloured by class and as a full grid of the
+images themselves (each cell one image, each image at most once).
+
+  python experiments/embedding.py --config=experiments/configs/embedding.py \
+      --workdir=runs/embedding
+
+Writes scatter.png, grid.png, coords.npy (the 2-D map), metrics.json
+(timings) and config.json. Options: experiments/configs/embedding.py
+(`:smoke` for tests).
+"""
+
+import os
+import time
+
+from absl import app, flags
+import jax
+import matplotlib
+matplotlib.use("Agg")  # no display on servers / CI
+import matplotlib.pyplot as plt
+import numpy as np
+
+from cnnviz_jax import features, io, models, viz
+from experiments import feature_data, launch
+
+_CONFIG, _WORKDIR = launch.define_flags("embedding")
+METHODS = ("tsne", "pca")
+
+
+def save_scatter(path, coords, labels, class_names, title):
+  """Scatter of 2-D points, coloured by label (one colour without labels)."""
+  fig, ax = plt.subplots(figsize=(7, 7))
+  if labels is None:
+    ax.scatter(coords[:, 0], coords[:, 1], s=6)
+  else:
+    cmap = plt.get_cmap("tab10")
+    for c in np.unique(labels):
+      m = labels == c
+      ax.scatter(coords[m, 0], coords[m, 1], s=6, color=cmap(int(c) % 10),
+                 label=class_names[c])
+    ax.legend(markerscale=3, fontsize=8, loc="best")
+  ax.set_xticks([]), ax.set_yticks([])
+  ax.set_title(title, fontsize=10)
+  fig.tight_layout()
+  try:
+    io.atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100))
+  finally:
+    plt.close(fig)
+
+
+def run(config, workdir: str) -> dict:
+  if config.method not in METHODS:
+    raise ValueError(f"unknown method {config.method!r}; accepted: "
+                     f"{', '.join(METHODS)}.")
+  key = jax.random.PRNGKey(config.seed)
+  model = models.load_or_init(config.model, config.weights, key=key)
+  ds = feature_data.load(config.data, config.split, config.num_images,
+                         model.input_size, config.seed)
+  t = time.perf_counter()
+  feats = features.extract(model, ds.images, config.layer,
+                           batch_size=config.batch_size)
+  timings = {"extract_s": time.perf_counter() - t}
+  t = time.perf_counter()
+  if config.method == "tsne":
+    coords = features.tsne(feats, key=key, perplexity=config.perplexity,
+                           max_iter=config.max_iter)
+  else:
+    coords = features.pca(feats, 2).coords
+  timings[f"{config.method}_s"] = time.perf_counter() - t
+  os.makedirs(workdir, exist_ok=True)
+  np.save(os.path.join(workdir, "coords.npy"), coords)
+  title = (f"{config.method} of {config.model} {config.layer}, "
+           f"{len(ds.images)} images")
+  save_scatter(os.path.join(workdir, "scatter.png"), coords, ds.labels,
+               ds.class_names, title)
+  t = time.perf_counter()
+  cells = features.grid_layout(coords, config.grid, config.grid)
+  timings["grid_layout_s"] = time.perf_counter() - t
+  picture = features.mosaic(ds.images[cells.ravel()].astype(np.float32) / 255,
+                            ncols=config.grid, pad=0)
+  viz.save_image(os.path.join(workdir, "grid.png"), picture)
+  metrics = {"model": config.model, "data": ds.source, "layer": config.layer,
+             "method": config.method, "num_images": len(ds.images),
+             "grid": [config.grid, config.grid], **timings}
+  launch.write_results(workdir, metrics, config)
+  return metrics
+
+
+def main(argv):
+  del argv
+  print(run(flags.FLAGS.config, flags.FLAGS.workdir))
+
+
+if __name__ == "__main__":
+  # Defined here, not at import, so that tests can import every launcher's
+  # run() into one process.
+  launch.define_flags("embedding")
+  app.run(main)
