@@ -11,17 +11,30 @@ experiments/configs/activations.py (`:smoke` for tests).
 
 import os
 
-from absl import app, flags
-import jax
 import numpy as np
 
-from cnnviz_jax import features, models, viz
+from cnnviz_jax import features, viz
 from experiments import feature_data, launch
 
 
 def run(config, workdir: str) -> dict:
-  model = models.load_or_init(config.model, config.weights,
-                              key=jax.random.PRNGKey(config.seed))
+  """Draws the strongest channels of each of `config.layers` for one image.
+
+  Returns:
+    `{"model", "data", "index", "label", "layers": {layer: {"channels",
+    "means", "shape"}}}`.
+  """
+  arch = launch.architecture(config)
+  layers = launch.check_layers(
+      arch, launch.split_list(config.layers, "layers"), "layers")
+  spatial = features.spatial_layers(arch)
+  for layer in layers:
+    if layer not in spatial:
+      raise ValueError(f"config.layers: {layer} has no spatial extent; spatial "
+                       f"layers: {', '.join(spatial)}.")
+  launch.check_at_least(config, index=0, top=0)
+  launch.prepare_workdir(workdir)
+  model = launch.load_model(config, launch.key(config.seed, "init"))
   ds = feature_data.load(config.data, "test", config.index + 1,
                          model.input_size, config.seed)
   if config.index >= len(ds.images):
@@ -33,7 +46,7 @@ def run(config, workdir: str) -> dict:
   metrics = {"model": config.model, "data": ds.source, "index": config.index,
              "label": (ds.class_names[ds.labels[config.index]]
                        if ds.labels is not None else None), "layers": {}}
-  for layer in config.layers.split(","):
+  for layer in layers:
     maps = features.activation_maps(model, image, layer)
     top = len(maps) if not config.top else min(config.top, len(maps))
     channels = features.strongest_channels(maps, top)
@@ -50,13 +63,5 @@ def run(config, workdir: str) -> dict:
   return metrics
 
 
-def main(argv):
-  del argv
-  run(flags.FLAGS.config, flags.FLAGS.workdir)
-
-
 if __name__ == "__main__":
-  # Defined here, not at import, so that tests can import every launcher's
-  # run() into one process.
-  launch.define_flags("activations")
-  app.run(main)
+  launch.main("activations", run)

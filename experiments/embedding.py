@@ -13,14 +13,12 @@ Writes scatter.png, grid.png, coords.npy (the 2-D map), metrics.json
 import os
 import time
 
-from absl import app, flags
-import jax
 import matplotlib
 matplotlib.use("Agg")  # no display on servers / CI
 import matplotlib.pyplot as plt
 import numpy as np
 
-from cnnviz_jax import features, io, models, viz
+from cnnviz_jax import features, io, viz
 from experiments import feature_data, launch
 
 _CONFIG, _WORKDIR = launch.define_flags("embedding")
@@ -49,11 +47,25 @@ def save_scatter(path, coords, labels, class_names, title):
 
 
 def run(config, workdir: str) -> dict:
-  if config.method not in METHODS:
-    raise ValueError(f"unknown method {config.method!r}; accepted: "
-                     f"{', '.join(METHODS)}.")
-  key = jax.random.PRNGKey(config.seed)
-  model = models.load_or_init(config.model, config.weights, key=key)
+  """Maps the features of `config.num_images` images to 2-D and draws the
+  scatter and the image grid.
+
+  Returns:
+    `{"model", "data", "layer", "method", "num_images", "grid",
+    "extract_s", "<method>_s", "grid_layout_s"}`.
+  """
+  arch = launch.architecture(config)
+  launch.check_layers(arch, [config.layer], "layer")
+  launch.check_choice(config, "method", METHODS)
+  launch.check_positive(config, "num_images", "perplexity", "grid",
+                        "batch_size")
+  launch.check_at_least(config, max_iter=250)
+  if config.grid ** 2 > config.num_images:
+    raise ValueError(f"config.grid={config.grid} needs grid^2 = "
+                     f"{config.grid ** 2} images; config.num_images is "
+                     f"{config.num_images}.")
+  launch.prepare_workdir(workdir)
+  model = launch.load_model(config, launch.key(config.seed, "init"))
   ds = feature_data.load(config.data, config.split, config.num_images,
                          model.input_size, config.seed)
   t = time.perf_counter()
@@ -62,7 +74,7 @@ def run(config, workdir: str) -> dict:
   timings = {"extract_s": time.perf_counter() - t}
   t = time.perf_counter()
   if config.method == "tsne":
-    coords = features.tsne(feats, key=key, perplexity=config.perplexity,
+    coords = features.tsne(feats, key=launch.key(config.seed, "tsne"), perplexity=config.perplexity,
                            max_iter=config.max_iter)
   else:
     coords = features.pca(feats, 2).coords
@@ -86,13 +98,5 @@ def run(config, workdir: str) -> dict:
   return metrics
 
 
-def main(argv):
-  del argv
-  print(run(flags.FLAGS.config, flags.FLAGS.workdir))
-
-
 if __name__ == "__main__":
-  # Defined here, not at import, so that tests can import every launcher's
-  # run() into one process.
-  launch.define_flags("embedding")
-  app.run(main)
+  launch.main("embedding", run)

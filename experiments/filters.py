@@ -11,16 +11,23 @@ experiments/configs/filters.py (`:smoke` for tests).
 
 import os
 
-from absl import app, flags
-import jax
 
-from cnnviz_jax import features, models, viz
+from cnnviz_jax import features, viz
 from experiments import feature_data, launch
 
 
 def run(config, workdir: str) -> dict:
-  model = models.load_or_init(config.model, config.weights,
-                              key=jax.random.PRNGKey(config.seed))
+  """Draws `config.layer`'s filters into `workdir`/filters.png.
+
+  Returns:
+    `{"model", "layer", "shape"}` (the shape `features.filters` returned).
+  """
+  arch = launch.architecture(config)
+  if config.layer is not None:
+    launch.check_layers(arch, [config.layer], "layer")
+  launch.check_positive(config, "max_filters", "max_inputs", "scale")
+  launch.prepare_workdir(workdir)
+  model = launch.load_model(config, launch.key(config.seed, "init"))
   w = features.filters(model, config.layer)
   layer = config.layer or features.conv_layers(model)[0]
   if w.ndim == 4 and w.shape[-1] == 3:   # RGB filters [C_out, kh, kw, 3]
@@ -37,13 +44,5 @@ def run(config, workdir: str) -> dict:
   return metrics
 
 
-def main(argv):
-  del argv
-  print(run(flags.FLAGS.config, flags.FLAGS.workdir))
-
-
 if __name__ == "__main__":
-  # Defined here, not at import, so that tests can import every launcher's
-  # run() into one process.
-  launch.define_flags("filters")
-  app.run(main)
+  launch.main("filters", run)

@@ -12,21 +12,43 @@ experiments/configs/max_patches.py (`:smoke` for tests).
 
 import os
 
-from absl import app, flags
-import jax
 import numpy as np
 
-from cnnviz_jax import features, models, viz
+from cnnviz_jax import features, viz
 from experiments import feature_data, launch
 
 
+def _width(arch, layer: str) -> int:
+  """Channels of a spatial layer: the width of the last conv up to it."""
+  upto = arch.layers[:arch.layer_index(layer) + 1]
+  return [l.kw["features"] for l in upto if l.kind == "conv"][-1]
+
+
 def run(config, workdir: str) -> dict:
-  model = models.load_or_init(config.model, config.weights,
-                              key=jax.random.PRNGKey(config.seed))
+  """Finds the top `config.k` units per channel over the dataset and draws
+  their receptive-field crops, a row per channel.
+
+  Returns:
+    `{"model", "data", "num_images", "layer", "receptive_field", "channels",
+    "values", "image_index", "y", "x"(, "classes")}`, each `[C, k]` list
+    strongest first.
+  """
+  arch = launch.architecture(config)
+  layer = launch.check_layers(arch, [config.layer], "layer")[0]
+  spatial = features.spatial_layers(arch)
+  if layer not in spatial:
+    raise ValueError(f"config.layer: {layer} has no spatial extent; spatial "
+                     f"layers: {', '.join(spatial)}.")
+  channels = None
+  if config.channels:
+    channels = launch.check_indices(
+        launch.split_list(config.channels, "channels"),
+        _width(arch, layer), "channels", "channel")
+  launch.check_positive(config, "num_images", "k", "batch_size", "scale")
+  launch.prepare_workdir(workdir)
+  model = launch.load_model(config, launch.key(config.seed, "init"))
   ds = feature_data.load(config.data, config.split, config.num_images,
                          model.input_size, config.seed)
-  channels = ([int(c) for c in config.channels.split(",")]
-              if config.channels else None)
   top = features.top_activations(model, ds.images, config.layer, channels,
                                  k=config.k, batch_size=config.batch_size)
   crops = features.patches(model, ds.images, top)       # [C, k, S, S, 3]
@@ -48,13 +70,5 @@ def run(config, workdir: str) -> dict:
   return metrics
 
 
-def main(argv):
-  del argv
-  run(flags.FLAGS.config, flags.FLAGS.workdir)
-
-
 if __name__ == "__main__":
-  # Defined here, not at import, so that tests can import every launcher's
-  # run() into one process.
-  launch.define_flags("max_patches")
-  app.run(main)
+  launch.main("max_patches", run)

@@ -14,11 +14,9 @@ config.json. Options: experiments/configs/neighbors.py (`:smoke` for tests).
 import os
 import time
 
-from absl import app, flags
-import jax
 import numpy as np
 
-from cnnviz_jax import features, models, viz
+from cnnviz_jax import features, viz
 from experiments import feature_data, launch
 
 
@@ -30,8 +28,23 @@ def _drop_self(idx: np.ndarray, k: int) -> np.ndarray:
 
 
 def run(config, workdir: str) -> dict:
-  model = models.load_or_init(config.model, config.weights,
-                              key=jax.random.PRNGKey(config.seed))
+  """Searches the queries' `config.k` nearest database images in pixel and
+  in feature space and draws the first `config.show` side by side.
+
+  Returns:
+    `{"model", "data", "layer", "metric", "k", "num_queries",
+    "num_database", "precision_at_<k>_pixel", "precision_at_<k>_feature"
+    (labelled data only), "extract_s", "search_pixel_s",
+    "search_feature_s"}`.
+  """
+  arch = launch.architecture(config)
+  launch.check_layers(arch, [config.layer], "layer")
+  launch.check_choice(config, "metric", features.METRICS)
+  launch.check_positive(config, "num_queries", "num_database", "k",
+                        "batch_size")
+  launch.check_at_least(config, show=0)
+  launch.prepare_workdir(workdir)
+  model = launch.load_model(config, launch.key(config.seed, "init"))
   hw = model.input_size
   queries = feature_data.load(config.data, "test", config.num_queries, hw,
                               config.seed)
@@ -80,13 +93,5 @@ def run(config, workdir: str) -> dict:
   return metrics
 
 
-def main(argv):
-  del argv
-  print(run(flags.FLAGS.config, flags.FLAGS.workdir))
-
-
 if __name__ == "__main__":
-  # Defined here, not at import, so that tests can import every launcher's
-  # run() into one process.
-  launch.define_flags("neighbors")
-  app.run(main)
+  launch.main("neighbors", run)
