@@ -21,6 +21,7 @@ import numpy as np
 
 from cnnviz_jax import models
 from cnnviz_jax.models import checkpoint, core, zoo
+from weights_conversion import convert_resnet
 
 _BN = {"weight": "scale", "bias": "bias", "running_mean": "mean",
        "running_var": "var"}
@@ -90,9 +91,12 @@ def convert(arch: str, output: str, state_dict_path: Optional[str] = None):
   """Converts and writes `output` (atomically). Returns the params pytree."""
   import torch
   import torchvision
+  if arch in convert_resnet.ARCHITECTURES:  # Flax modules, not layer tables
+    return convert_resnet.convert(arch, output, state_dict_path,
+                                  imagenet_categories(arch))
   if arch not in zoo.IMAGENET_ARCHITECTURES:
-    raise ValueError(f"unknown arch {arch!r}; valid: "
-                     f"{', '.join(zoo.IMAGENET_ARCHITECTURES)}.")
+    valid = zoo.IMAGENET_ARCHITECTURES + convert_resnet.ARCHITECTURES
+    raise ValueError(f"unknown arch {arch!r}; valid: {', '.join(valid)}.")
   if state_dict_path:
     sd = torch.load(state_dict_path, map_location="cpu", weights_only=True)
     source = state_dict_path
@@ -109,7 +113,8 @@ def convert(arch: str, output: str, state_dict_path: Optional[str] = None):
   return params
 
 
-_ARCH = flags.DEFINE_enum("arch", None, list(zoo.IMAGENET_ARCHITECTURES),
+_ARCH = flags.DEFINE_enum("arch", None, list(zoo.IMAGENET_ARCHITECTURES +
+                                             convert_resnet.ARCHITECTURES),
                           "torchvision architecture.")
 _OUTPUT = flags.DEFINE_string("output", None, "Output .safetensors path.")
 _STATE_DICT = flags.DEFINE_string(
