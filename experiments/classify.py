@@ -34,6 +34,11 @@ def _images(config, size):
     photos = samples.bundled_photos(size=size)
     return np.stack(list(photos.values())), None, list(photos)
   files = launch.split_list(config.images, "images")
+  if len(files) == 1 and os.path.isdir(files[0]):
+    folder = files[0]
+    x, _, _ = samples.load_images(folder, size, len(os.listdir(folder)))
+    return x, None, [f"{os.path.basename(os.path.normpath(folder))} #{i}"
+                     for i in range(len(x))]
   x, _, _ = samples.load_images(",".join(files), size, len(files))
   return x, None, [os.path.basename(f) for f in files]
 

@@ -23,8 +23,9 @@ def get_config(arg=None) -> ml_collections.ConfigDict:
   # Converted weights (.safetensors); None: shipped (cifar_vgg), else a
   # random initialization (the test-only `tiny`).
   c.weights = config_dict.placeholder(str)
-  # Comma list of image files, or "bundled" (photographs installed packages
-  # ship); None: CIFAR-10 test images from `cifar` when present, else bundled.
+  # Comma list of image files, a folder of them, or "bundled" (photographs
+  # installed packages ship); None: CIFAR-10 test images from `cifar` when
+  # present, else bundled.
   c.images = config_dict.placeholder(str)
   c.cifar = "../shared/data/cifar10-jpeg.tar"  # CIFAR-10 archive for samples.
   c.per_class = 2             # CIFAR-10 test images per class.
