@@ -11,7 +11,8 @@ setup(
     python_requires=">=3.10",
     packages=find_packages(include=["cnnviz_jax", "cnnviz_jax.*",
                                     "experiments", "weights_conversion"]),
-    package_data={"cnnviz_jax": ["models/weights/*.safetensors"]},
+    package_data={"cnnviz_jax": ["models/weights/*.safetensors",
+                                 "data/cifar10_sample.tar", "data/*.md"]},
     install_requires=[
         "jax>=0.4.30",
         "flax>=0.8",

@@ -82,3 +82,20 @@ def check_positive(value: Any, name: str, *, allow_zero: bool = False) -> None:
   if not np.all(ok):
     rel = ">= 0" if allow_zero else "> 0"
     raise ValueError(f"{name} must be {rel}; got {value!r}.")
+
+
+def check_key(key: Any, name: str = "key") -> None:
+  """Raises ValueError unless `key` is a JAX PRNG key: a typed key
+  (`jax.random.key(0)`) or a raw uint32 `[2]` key (`jax.random.PRNGKey(0)`)."""
+  dtype = getattr(key, "dtype", None)
+  shape = getattr(key, "shape", None)
+  if dtype is not None and jax.dtypes.issubdtype(dtype, jax.dtypes.prng_key):
+    if shape == ():
+      return
+  elif dtype is not None and np.dtype(dtype) == np.uint32 and tuple(shape) == (2,):
+    return
+  got = (f"{type(key).__name__} {key!r}" if dtype is None
+         else f"an array of dtype {dtype} and shape {tuple(shape)}")
+  raise ValueError(
+      f"{name} must be one JAX PRNG key, e.g. jax.random.PRNGKey(0) or "
+      f"jax.random.key(0); got {got}.")

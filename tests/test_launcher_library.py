@@ -9,7 +9,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from cnnviz_jax import attribution, models, viz
+from cnnviz_jax import attribution, data, models, viz
 from cnnviz_jax.data import samples
 from cnnviz_jax.models import predict
 from conftest import tiny_model
@@ -24,11 +24,14 @@ class SamplesTest(absltest.TestCase):
     self.assertTrue(0.0 <= x.min() and x.max() <= 1.0)
     np.testing.assert_array_equal(x, samples.synthetic_images(3, (16, 12), seed=1))
 
-  def test_first_test_image_without_cifar_is_the_scene(self):
-    x = samples.first_test_image("/nonexistent/cifar.tar", size=24)
-    self.assertEqual(x.shape, (1, 24, 24, 3))
-    np.testing.assert_array_equal(x[0], samples.synthetic_scene(24))
-    self.assertTrue(0.0 <= x.min() and x.max() <= 1.0)
+  def test_first_test_image_is_a_real_airplane(self):
+    x = samples.first_test_image(data.SAMPLE_CIFAR)
+    self.assertEqual(x.shape, (1, 32, 32, 3))
+    np.testing.assert_array_equal(x[0], data.load_sample()[0][0] / np.float32(255))
+    self.assertEqual(samples.first_test_image(data.SAMPLE_CIFAR, size=24).shape,
+                     (1, 24, 24, 3))
+    with self.assertRaisesRegex(FileNotFoundError, "/nonexistent/cifar.tar"):
+      samples.first_test_image("/nonexistent/cifar.tar")
 
   def test_default_photo_bounded(self):
     self.assertEqual(max(samples.default_photo(40).shape[:2]), 40)

@@ -14,6 +14,7 @@ dropped). Only this package and the tests import torch; the library never does.
 """
 
 import json
+import os
 from typing import Mapping, Optional
 
 from absl import app, flags, logging
@@ -87,10 +88,21 @@ def imagenet_categories(arch: str) -> Optional[list]:
     return None
 
 
-def convert(arch: str, output: str, state_dict_path: Optional[str] = None):
-  """Converts and writes `output` (atomically). Returns the params pytree."""
+def convert(arch: str, output: str, state_dict_path: Optional[str] = None,
+            overwrite: bool = False):
+  """Converts and writes `output` (atomically). Returns the params pytree.
+
+  Raises:
+    FileExistsError: `output` exists and `overwrite` is False (checked before
+      any work).
+  """
   import torch
   import torchvision
+  if os.path.isdir(output):
+    raise ValueError(f"output {output} is a folder; give a .safetensors path.")
+  if os.path.exists(output) and not overwrite:
+    raise FileExistsError(f"output {output} exists; pass --overwrite (or "
+                          "overwrite=True) to replace it.")
   if arch in convert_resnet.ARCHITECTURES:  # Flax modules, not layer tables
     return convert_resnet.convert(arch, output, state_dict_path,
                                   imagenet_categories(arch))
@@ -120,11 +132,13 @@ _OUTPUT = flags.DEFINE_string("output", None, "Output .safetensors path.")
 _STATE_DICT = flags.DEFINE_string(
     "state_dict", None, "Local torchvision state dict (.pth); default: "
     "download through torchvision's API.")
+_OVERWRITE = flags.DEFINE_bool(
+    "overwrite", False, "Replace --output if it exists (default: refuse).")
 
 
 def main(argv):
   del argv
-  convert(_ARCH.value, _OUTPUT.value, _STATE_DICT.value)
+  convert(_ARCH.value, _OUTPUT.value, _STATE_DICT.value, _OVERWRITE.value)
   logging.info("wrote %s", _OUTPUT.value)
 
 

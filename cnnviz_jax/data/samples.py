@@ -1,45 +1,60 @@
 """Sample images that need no download and no ../shared.
 
 Photographs shipped by installed dependencies (scikit-learn's `china.jpg` and
-`flower.jpg`, matplotlib's `grace_hopper.jpg`), CIFAR-10 test images when the
-dataset is at hand, and simple synthetic pictures the project makes itself;
-`load_images` resolves a launcher's image option to one of these.
+`flower.jpg`, matplotlib's `grace_hopper.jpg`), CIFAR-10 test images (the full
+dataset when at hand, else the sample bundled with this package), and simple
+synthetic pictures the project makes itself; `load_images` resolves a
+launcher's image option to one of these.
 """
 
 import os
 from typing import Optional
 
 import numpy as np
+from PIL import Image
 
 from cnnviz_jax.data import _cifar as data
 
+# scikit-learn's sample images (public API: `load_sample_image`).
+_SKLEARN_PHOTOS = ("china", "flower")
+
 
 def bundled_photo_paths() -> dict[str, str]:
-  """name -> path of photographs that installed packages ship."""
+  """name -> path of photographs that installed packages ship (through their
+  public APIs: `sklearn.datasets.load_sample_images().filenames`, matplotlib's
+  `get_sample_data`)."""
   import matplotlib.cbook
-  import sklearn
-  sk = os.path.join(os.path.dirname(sklearn.__file__), "datasets", "images")
-  paths = {
-      "china": os.path.join(sk, "china.jpg"),
-      "flower": os.path.join(sk, "flower.jpg"),
-      "grace_hopper": str(matplotlib.cbook.get_sample_data(
-          "grace_hopper.jpg", asfileobj=False)),
-  }
+  import sklearn.datasets
+  paths = {os.path.splitext(os.path.basename(f))[0]: f
+           for f in sklearn.datasets.load_sample_images().filenames}
+  paths["grace_hopper"] = str(matplotlib.cbook.get_sample_data(
+      "grace_hopper.jpg", asfileobj=False))
   return {k: v for k, v in paths.items() if os.path.exists(v)}
 
 
 def bundled_photos(size: Optional[tuple[int, int]] = None,
                    max_side: Optional[int] = None) -> dict[str, np.ndarray]:
-  """name -> float32 `[H, W, 3]` image in [0, 1]."""
-  return {k: data.load_image(p, size=size, max_side=max_side)
-          for k, p in bundled_photo_paths().items()}
+  """name -> float32 `[H, W, 3]` image in [0, 1], resized (bicubic) to `size`
+  `(H, W)` or to a longer side of at most `max_side`."""
+  import sklearn.datasets
+  out = {name: data._fit(Image.fromarray(
+      sklearn.datasets.load_sample_image(f"{name}.jpg")), size, max_side)
+         for name in _SKLEARN_PHOTOS}
+  for name, path in bundled_photo_paths().items():
+    if name not in out:
+      out[name] = data.load_image(path, size=size, max_side=max_side)
+  return out
 
 
-def cifar_samples(path: str = data.DEFAULT_CIFAR, per_class: int = 2):
-  """`(images float32 [10 * per_class, 32, 32, 3] in [0, 1], labels)` from
-  the CIFAR-10 test split, or None when the dataset is absent."""
-  if not os.path.exists(path):
-    return None
+def cifar_samples(path: Optional[str] = None, per_class: int = 2):
+  """`(images float32 [10 * per_class, 32, 32, 3] in [0, 1], labels int32)`
+  from the CIFAR-10 test split, sorted by class.
+
+  Args:
+    path: a CIFAR-10 archive; None (or `data.DEFAULT_CIFAR`): the full
+      archive when present, else the bundled sample (<= 100 per class).
+    per_class: images per class.
+  """
   x, y = data.load_cifar10(path, "test", limit=per_class)
   return x.astype(np.float32) / 255.0, y
 
@@ -54,11 +69,11 @@ def synthetic_pattern(size: int = 64, seed: int = 0) -> np.ndarray:
 
 
 def default_photo(max_side: int = 128) -> np.ndarray:
-  """scikit-learn's `china.jpg` with its longer side `max_side`, or
-  `synthetic_pattern(max_side)` when it is absent: float32 `[H, W, 3]` in
-  [0, 1]."""
-  photos = bundled_photos(max_side=max_side)
-  return photos["china"] if "china" in photos else synthetic_pattern(max_side)
+  """scikit-learn's `china.jpg` with its longer side at most `max_side`:
+  float32 `[H, W, 3]` in [0, 1]."""
+  import sklearn.datasets
+  return data._fit(Image.fromarray(sklearn.datasets.load_sample_image(
+      "china.jpg")), None, max_side)
 
 
 def synthetic_scene(size: int = 32) -> np.ndarray:
@@ -71,11 +86,23 @@ def synthetic_scene(size: int = 32) -> np.ndarray:
   return img.astype(np.float32)
 
 
-def first_test_image(path: str = data.DEFAULT_CIFAR, size: int = 32) -> np.ndarray:
-  """The first CIFAR-10 test image (an airplane), or `synthetic_scene(size)`
-  when the dataset is absent: float32 `[1, H, W, 3]` in [0, 1]."""
-  cifar = cifar_samples(path, per_class=1)
-  return cifar[0][:1] if cifar is not None else synthetic_scene(size)[None]
+def first_test_image(path: Optional[str] = None,
+                     size: Optional[int] = None) -> np.ndarray:
+  """The first CIFAR-10 test image (an airplane) of `path` (None: the full
+  archive when present, else the bundled sample).
+
+  Args:
+    path: a CIFAR-10 archive, or None.
+    size: None keeps its 32x32 pixels; else the side it is resized to.
+
+  Returns:
+    float32 `[1, H, W, 3]` in [0, 1].
+  """
+  x = cifar_samples(path, per_class=1)[0][:1]
+  if size is None or size == x.shape[1]:
+    return x
+  im = Image.fromarray(np.round(x[0] * 255).astype(np.uint8))
+  return data._fit(im, (size, size), None)[None]
 
 
 def synthetic_images(n: int, hw: tuple[int, int], seed: int = 0) -> np.ndarray:
@@ -109,19 +136,23 @@ def load_images(spec: Optional[str], size: tuple[int, int], n: int,
 
   Args:
     spec: a CIFAR-10 archive (.tar/.gz/.zip; test images with the classes
-      interleaved), a folder or comma-separated list of image files (resized
-      to `size`), "synthetic" (`synthetic_images`), or None: the CIFAR-10
-      archive at `data.DEFAULT_CIFAR` when present, else "synthetic".
+      interleaved), a folder of image files (by extension; subfolders and
+      other files are skipped) or a comma-separated list of image files
+      (resized to `size`), "synthetic" (`synthetic_images`), or None: the
+      CIFAR-10 archive at `data.DEFAULT_CIFAR` when present, else the
+      CIFAR-10 sample bundled with the package.
     size: `(H, W)` of synthetic and file images (the model's input size).
-    n: number of images (at most).
+    n: number of images (at most), >= 1.
     seed: seed of synthetic images.
 
   Returns:
     `(images float32 [n, H, W, 3] in [0, 1], labels int32 [n] or None,
     source)`, where `source` is the resolved `spec`.
   """
+  if not isinstance(n, (int, np.integer)) or n < 1:
+    raise ValueError(f"n must be an integer >= 1; got {n!r}.")
   if spec is None:
-    spec = data.DEFAULT_CIFAR if os.path.exists(data.DEFAULT_CIFAR) else "synthetic"
+    spec = data.resolve_cifar(None)
   if spec == "synthetic":
     return synthetic_images(n, size, seed), None, "synthetic"
   if os.path.isfile(spec) and spec.endswith((".tar", ".gz", ".zip")):
@@ -129,6 +160,5 @@ def load_images(spec: Optional[str], size: tuple[int, int], n: int,
     # Round-robin over the class-sorted images so that n < 10 mixes classes.
     keep = np.arange(len(y)).reshape(-1, len(y) // 10).T.ravel()[:n]
     return x[keep].astype(np.float32) / 255, y[keep], spec
-  files = ([os.path.join(spec, f) for f in sorted(os.listdir(spec))]
-           if os.path.isdir(spec) else spec.split(","))
+  files = data.image_files(spec) if os.path.isdir(spec) else spec.split(",")
   return np.stack([data.load_image(f, size=size) for f in files[:n]]), None, spec

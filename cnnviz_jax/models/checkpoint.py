@@ -27,6 +27,7 @@ def save(path: str, params, metadata: Optional[Mapping[str, str]] = None):
 
 
 def read_metadata(path: str) -> dict:
+  """The str -> str metadata map of a safetensors file."""
   with safe_open(os.fspath(path), framework="numpy") as f:
     return dict(f.metadata() or {})
 
@@ -59,6 +60,23 @@ def load(path: str, expected: Mapping[str, tuple]):
     flat = load_file(path)
     meta = read_metadata(path)
   except (SafetensorError, OSError, ValueError) as e:
-    raise ValueError(f"cannot read {path} as safetensors: {e}") from e
+    raise ValueError(
+        f"cannot read {path} as safetensors ({e}): the file is truncated, "
+        "corrupt or not a weights file. Convert or download it again "
+        "(python -m weights_conversion.convert_torchvision).") from e
   check_keys(flat, expected, f"weights file {path}")
+  check_finite(flat, f"weights file {path}")
   return core.unflatten({k: v.astype(np.float32) for k, v in flat.items()}), meta
+
+
+def check_finite(flat: Mapping, what: str) -> None:
+  """Raises ValueError naming the first tensor (in key order) holding NaN or
+  infinite values: such weights give NaN maps, or normal-looking ones under
+  `jit` where image checks are skipped."""
+  for k in sorted(flat):
+    v = np.asarray(flat[k])
+    if not np.all(np.isfinite(v)):
+      raise ValueError(
+          f"{what}: tensor {k!r} holds {int(np.isnan(v).sum())} NaN and "
+          f"{int(np.isinf(v).sum())} infinite values (of {v.size}); the "
+          "weights are corrupt (e.g. a diverged training run).")

@@ -57,24 +57,24 @@ _DENSE_INIT = nn.initializers.normal(0.01)
 
 
 def adaptive_avg_pool(x: Array, out_hw: tuple[int, int]) -> Array:
-  """torch.nn.AdaptiveAvgPool2d on NHWC input, as two small matmuls.
+  """torch.nn.AdaptiveAvgPool2d on NHWC input: bin means along H, then W.
 
   Bin i covers rows [floor(i * H / out), ceil((i + 1) * H / out)), exactly as
-  torch; expressed as averaging matrices so it is cheap and differentiable.
+  torch. Each bin is a slice (not a row of an averaging matrix, where 0 * NaN
+  would spread a NaN to every bin), so NaN reaches only the bins holding it,
+  as in torch.
   """
   _, h, w, _ = x.shape
   oh, ow = out_hw
   if (h, w) == (oh, ow):
     return x
 
-  def matrix(n, out):
-    m = np.zeros((out, n), np.float32)
-    for i in range(out):
-      lo, hi = (i * n) // out, -((-(i + 1) * n) // out)
-      m[i, lo:hi] = 1.0 / (hi - lo)
-    return jnp.asarray(m)
+  def bins(n, out):
+    return [((i * n) // out, -((-(i + 1) * n) // out)) for i in range(out)]
 
-  return jnp.einsum("oh,nhwc,pw->nopc", matrix(h, oh), x, matrix(w, ow))
+  x = jnp.stack([x[:, lo:hi].mean(axis=1) for lo, hi in bins(h, oh)], axis=1)
+  return jnp.stack([x[:, :, lo:hi].mean(axis=2) for lo, hi in bins(w, ow)],
+                   axis=2)
 
 
 def max_pool(x: Array, window: int, stride: int) -> Array:
@@ -84,7 +84,8 @@ def max_pool(x: Array, window: int, stride: int) -> Array:
   `reduce_window` backward (`select_and_scatter`) is several times slower.
   Where a window holds tied maxima the gradient goes to the first one in
   row-major order, as torch's max pool does (jnp.max would split it), so
-  gradients agree with PyTorch/Captum on flat image regions too.
+  gradients agree with PyTorch/Captum on flat image regions too. A NaN counts
+  as the maximum of its window, so NaN propagates as in torch.
   """
   n, h, w, c = x.shape
   if window == stride:
@@ -93,8 +94,11 @@ def max_pool(x: Array, window: int, stride: int) -> Array:
     top = jax.lax.stop_gradient(x.max(axis=(2, 4), keepdims=True))
     order = (np.arange(window)[:, None, None] * window +
              np.arange(window)[None, None, :]).reshape(1, 1, window, 1, window, 1)
-    first = jnp.where(x == top, order, window * window).min(axis=(2, 4),
-                                                               keepdims=True)
+    # `x == top` is False everywhere in a window holding NaN (top is NaN):
+    # selecting the NaN itself keeps it instead of summing nothing to 0.
+    is_top = (x == top) | jnp.isnan(x)
+    first = jnp.where(is_top, order, window * window).min(axis=(2, 4),
+                                                          keepdims=True)
     return jnp.where(order == first, x, 0.0).sum(axis=(2, 4))
   return jax.lax.reduce_window(x, -jnp.inf, jax.lax.max,
                                (1, window, window, 1), (1, stride, stride, 1),
@@ -107,22 +111,33 @@ class FrozenBatchNorm(nn.Module):
   eps: float = 1e-5
 
   @nn.compact
-  def __call__(self, x):
+  def __call__(self, x, batch_stats: bool = False):
     c = x.shape[-1]
     scale = self.param("scale", nn.initializers.ones, (c,))
     bias = self.param("bias", nn.initializers.zeros, (c,))
     mean = self.param("mean", nn.initializers.zeros, (c,))
     var = self.param("var", nn.initializers.ones, (c,))
+    if batch_stats:
+      # Training mode (torch's BatchNorm2d.train()): normalize by this batch's
+      # statistics (biased variance) and sow them into "batch_stats" for the
+      # trainer's running averages (`models.train`).
+      mean, var = x.mean(axis=(0, 1, 2)), x.var(axis=(0, 1, 2))
+      self.sow("batch_stats", "mean", mean)
+      self.sow("batch_stats", "var", var)
     return (x - mean) * (scale * jax.lax.rsqrt(var + self.eps)) + bias
 
 
 class SequentialNet(nn.Module):
-  """Runs a tuple of `Layer`s; returns `(output, {tap name: activation})`."""
+  """Runs a tuple of `Layer`s; returns `(output, {tap name: activation})`.
+
+  `batch_stats=True` runs the `bn` layers in training mode (batch statistics,
+  sown into the mutable "batch_stats" collection); only training uses it.
+  """
   layers: tuple
 
   @nn.compact
   def __call__(self, x, *, taps: Sequence[str] = (), stop: Optional[int] = None,
-               relu: ReLU = jax.nn.relu):
+               relu: ReLU = jax.nn.relu, batch_stats: bool = False):
     out = {}
     last = len(self.layers) - 1 if stop is None else stop
     for i, layer in enumerate(self.layers[:last + 1]):
@@ -139,7 +154,8 @@ class SequentialNet(nn.Module):
       elif layer.kind == "bn":
         # Inference-mode BatchNorm with torch's eps; statistics live in params
         # so that a Model is a single pytree.
-        x = FrozenBatchNorm(kw.get("eps", 1e-5), name=layer.name)(x)
+        x = FrozenBatchNorm(kw.get("eps", 1e-5), name=layer.name)(
+            x, batch_stats)
       elif layer.kind == "relu":
         x = relu(x)
       elif layer.kind == "maxpool":
@@ -248,6 +264,11 @@ class Model:
     """
     if isinstance(taps, str):
       taps = (taps,)
+    if not isinstance(taps, (tuple, list, set, frozenset)) or not all(
+        isinstance(t, str) for t in taps):
+      raise ValueError(
+          "taps must be a layer name or a tuple of layer names (() for none); "
+          f"got {taps!r}.")
     checks.check_images(images, min_size=self.min_size)
     canon = [self.resolve(t) for t in taps]
     if not logits and not taps:

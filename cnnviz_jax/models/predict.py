@@ -16,6 +16,8 @@ Array = jax.Array
 def logits(model, images: Array, batch_size: int = 250) -> Array:
   """Logits float32 `[N, classes]` of float32 `[N, H, W, 3]` images in [0, 1],
   computed `batch_size` images per jitted call (bounded memory)."""
+  if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+    raise ValueError(f"batch_size must be an integer >= 1; got {batch_size!r}.")
   images = jnp.asarray(images)
   if images.shape[0] == 0:
     return jnp.zeros((0, model.num_classes), jnp.float32)
@@ -122,9 +124,11 @@ def channel_means(model, images: Array, layer: str, channels) -> Array:
     float32 `[N]`.
   """
   layer = model.resolve(layer)
-  channels = jnp.asarray(channels, jnp.int32)
   acts = model.apply(model.params, jnp.asarray(images), taps=(layer,),
                      logits=False)[1][layer]
+  # A float channel would be truncated silently by the int cast.
+  checks.check_classes(channels, acts.shape[-1], name="channels")
+  channels = jnp.asarray(channels, jnp.int32)
   acts = acts.reshape(acts.shape[0], -1, acts.shape[-1]).mean(axis=1)
   return acts[jnp.arange(acts.shape[0]), channels]
 

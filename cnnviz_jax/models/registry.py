@@ -13,6 +13,7 @@ from typing import Optional
 from absl import logging
 import jax
 
+from cnnviz_jax import _checks as checks
 from cnnviz_jax.models import checkpoint, zoo
 from cnnviz_jax.models.core import Model, init_params, param_shapes
 
@@ -28,7 +29,8 @@ def names() -> tuple[str, ...]:
 
 
 def spec(name: str) -> zoo.Spec:
-  if name not in zoo.ARCHITECTURES:
+  """The architecture `name` (layers, classes, input size, normalization)."""
+  if not isinstance(name, str) or name not in zoo.ARCHITECTURES:
     raise ValueError(f"unknown model {name!r}; valid names: "
                      f"{', '.join(zoo.ARCHITECTURES)}.")
   return zoo.ARCHITECTURES[name]()
@@ -62,6 +64,7 @@ def load(name: str, weights: Optional[str] = None, *,
   """
   s = spec(name)
   if weights is None and key is not None:
+    checks.check_key(key)
     return build(name, init_params(s.layers, key, s.input_size))
   if weights is None:
     weights = SHIPPED_WEIGHTS.get(name)
@@ -76,12 +79,25 @@ def load(name: str, weights: Optional[str] = None, *,
     raise ValueError(f"weights file {weights} holds arch {meta['arch']!r}, "
                      f"not {name!r}.")
   if "class_names" in meta:
-    classes = tuple(json.loads(meta["class_names"]))
+    classes = _class_names(meta["class_names"], weights)
     if len(classes) != s.num_classes:
       raise ValueError(f"weights file {weights} lists {len(classes)} class "
                        f"names; {name} has {s.num_classes} outputs.")
     model = model.replace(class_names=classes)
   return model
+
+
+def _class_names(text: str, path: str) -> tuple[str, ...]:
+  """The `class_names` metadata entry: a JSON list of strings."""
+  try:
+    classes = json.loads(text)
+  except json.JSONDecodeError as e:
+    raise ValueError(f"weights file {path}: metadata class_names is not valid "
+                     f"JSON ({e}); expected a JSON list of strings.") from e
+  if not isinstance(classes, list) or not all(isinstance(c, str) for c in classes):
+    raise ValueError(f"weights file {path}: metadata class_names must be a "
+                     f"JSON list of strings; got {text[:80]!r}.")
+  return tuple(classes)
 
 
 def load_or_init(name: str, weights: Optional[str] = None, *,
@@ -91,6 +107,7 @@ def load_or_init(name: str, weights: Optional[str] = None, *,
   launchers then run on any architecture, e.g. the test-only `tiny`.
   """
   if weights is None and name not in SHIPPED_WEIGHTS:
+    checks.check_key(key)
     logging.warning("%s ships no weights and none were given: using a random "
                     "initialization.", name)
     return load(name, key=key)

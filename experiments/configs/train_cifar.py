@@ -16,12 +16,13 @@ def get_config(arg=None) -> ml_collections.ConfigDict:
   `arg` "smoke" makes it CPU-sized (a few images, one epoch)."""
   arg = common.parse_arg(arg, "train_cifar")
   c = ml_collections.ConfigDict()
+  c.model = "cifar_vgg"     # any zoo model; tests train "tiny"
   c.data = DEFAULT_CIFAR
   c.seed = 0
   c.epochs = 40
   c.batch_size = 256
   c.peak_lr = 0.1           # SGD + Nesterov, one-cycle (linear up, then down)
-  c.warmup_epochs = 2
+  c.warmup_epochs = 2.0     # a number: fractions are fine (smoke)
   c.momentum = 0.9
   c.weight_decay = 5e-4
   # No label smoothing: it caps confidence near 0.92 and masks gradients (PGD
@@ -40,6 +41,7 @@ def get_config(arg=None) -> ml_collections.ConfigDict:
   c.test_limit = 0
   if arg == common.SMOKE:
     c.epochs = 1
+    c.warmup_epochs = 0.3   # the warmup must end before 0.85 of the steps
     c.train_limit = 50
     c.test_limit = 20
   return c
