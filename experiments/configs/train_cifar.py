@@ -1,8 +1,11 @@
 r"""Training config of the shipped CIFAR-10 VGG.
 
-  python experiments/train_cifar.py --workdir=runs/cifar \
-      --output=cnnviz_jax/models/weights/cifar_vgg.safetensors \
+  python experiments/train_cifar.py --config=experiments/configs/train_cifar.py \
+      --workdir=runs/cifar --output=cnnviz_jax/models/weights/cifar_vgg.safetensors \
       --config.data=../shared/data/cifar10-jpeg.tar --config.epochs=60
+
+Args (`--config=...train_cifar.py:ARG`): "" (default) or "smoke" (one epoch
+on 50 images per class, 20 test images per class: a CPU-sized run for tests).
 """
 
 import ml_collections
