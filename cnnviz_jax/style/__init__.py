@@ -1,0 +1,34 @@
+"""Texture and style: Gram-matrix textures (Gatys et al. 2015), style
+transfer (Gatys et al. 2016, 2017) and the classical non-parametric texture
+baseline (Efros & Leung 1999; Wei & Levoy 2000).
+
+    g = style.gram_matrix(features)                          # [N, C, C]
+    tex = style.texture(model, example, (128, 128), key=key)  # [1, H, W, 3]
+    out = style.transfer(model, content, [painting], key=key, optimizer="lbfgs")
+    el = style.texture_nonparametric(example, (64, 64), key=key)  # [H, W, 3]
+
+The Gram and content terms are objective terms (`gram_loss`, `style_loss`,
+`content_loss`), so they compose with every other `objectives` term and run
+on the one synthesis engine; `transfer_sweep` vmaps style transfer over its
+weights.
+"""
+
+from cnnviz_jax.style._gram import (
+    blend_grams, content_loss, gram_loss, gram_matrix, style_loss)
+from cnnviz_jax.style._images import (
+    COLOR_MODES, luminance_transfer, match_histograms, to_rgb)
+from cnnviz_jax.style._nonparametric import causal_offsets, texture_nonparametric
+from cnnviz_jax.style._transfer import (
+    DEFAULT_LAYERS, GATYS_CONTENT, GATYS_STYLE, OPTIMIZERS, Problem,
+    default_layers, losses, memory_estimate, pyramid, style_grams, texture,
+    texture_problem, transfer, transfer_multiscale, transfer_problem,
+    transfer_sweep)
+
+__all__ = ["blend_grams", "content_loss", "gram_loss", "gram_matrix",
+           "style_loss", "COLOR_MODES", "luminance_transfer",
+           "match_histograms", "to_rgb", "causal_offsets",
+           "texture_nonparametric", "DEFAULT_LAYERS", "GATYS_CONTENT",
+           "GATYS_STYLE", "OPTIMIZERS", "Problem", "default_layers", "losses",
+           "memory_estimate", "pyramid", "style_grams", "texture",
+           "texture_problem", "transfer", "transfer_multiscale",
+           "transfer_problem", "transfer_sweep"]
