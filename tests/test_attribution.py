@@ -251,7 +251,7 @@ class CaptumCifarTest(parameterized.TestCase):
     # Same sign as Captum: f(x) - f(x occluded), logits here. Captum gives
     # each pixel the mean over the windows covering it; so do we from ours.
     x, t = cifar_inputs()
-    window, stride = 8, 4
+    window, stride = 12, 5  # overlapping windows, 5 x 5 positions
     ours = np.asarray(A.occlusion(cifar(), x, t, window=window, stride=stride,
                                   fill=0.5, probabilities=False))
     ref = captum_attr.Occlusion(cifar_torch()).attribute(

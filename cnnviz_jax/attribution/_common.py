@@ -165,12 +165,22 @@ def _check_per_image(obj, n: int) -> None:
 
 # --------------------------------------------------------------------------
 # Scores and gradients: the objective evaluated on the model's taps. Copies of
-# a batch (IG points, SmoothGrad samples, occlusion positions) are a leading
-# axis `[C, N, ...]` mapped with `vmap`, so per-image objective arguments
-# `[N]` apply to every copy without knowing which arguments are per-image.
+# a batch (IG points, SmoothGrad samples, occlusion positions) `[C, N, ...]`
+# run through the network as one batch `[C * N, ...]`; the objective is then
+# mapped over the copies, so its per-image arguments `[N]` apply to each copy
+# without knowing which arguments are per-image.
 
 def _score(model, images, objective, relu=jax.nn.relu, params=None) -> Array:
   return objectives.evaluate(objective, model, images, params=params, relu=relu)
+
+
+def _score_copies(model, copies, objective, relu=jax.nn.relu) -> Array:
+  """Scores `[C, N]` of copies `[C, N, H, W, 3]` of a batch."""
+  c, n = copies.shape[:2]
+  acts = objectives.activations(
+      objective, model, copies.reshape(c * n, *copies.shape[2:]), relu=relu)
+  acts = {k: v.reshape(c, n, *v.shape[1:]) for k, v in acts.items()}
+  return jax.vmap(objective)(acts)
 
 
 @functools.partial(jax.jit, static_argnames=("rule",))
@@ -183,17 +193,14 @@ def _grad(model, images, objective, rule):
 
 def _grad_copies(model, copies, objective, rule) -> Array:
   """d score / d input for copies `[C, N, H, W, 3]` of a batch."""
-  return jax.vmap(lambda x: _grad(model, x, objective, rule)[1])(copies)
+  scores, vjp = jax.vjp(
+      lambda x: _score_copies(model, x, objective, RULES[rule]), copies)
+  return vjp(jnp.ones_like(scores))[0]
 
 
 @jax.jit
 def _scores(model, images, objective, params=None):
   return _score(model, images, objective, params=params)
-
-
-def _scores_copies(model, copies, objective) -> Array:
-  """Scores `[C, N]` of copies `[C, N, H, W, 3]` of a batch."""
-  return jax.vmap(lambda x: _score(model, x, objective))(copies)
 
 
 def _chunk_size(chunk_size, total: int, images) -> int:

@@ -22,7 +22,7 @@ import numpy as np
 
 from cnnviz_jax import _checks as checks
 from cnnviz_jax.attribution._common import (
-    Targets, _check_count, _check_images, _chunk_size, _chunks, _scores_copies,
+    Targets, _check_count, _check_images, _chunk_size, _chunks, _score_copies,
     fill_images, target_objective)
 from cnnviz_jax.image import resize as upsample
 from cnnviz_jax.viz._heatmaps import heatmap
@@ -48,7 +48,7 @@ def _curve_chunk(model, start, end, rank, objective, steps, ks, units):
   in `ks`."""
   count = jnp.round(ks.astype(jnp.float32) / steps * units)
   mask = (rank[None] < count[:, None, None, None])[..., None]
-  return _scores_copies(model, jnp.where(mask, end[None], start[None]), objective)
+  return _score_copies(model, jnp.where(mask, end[None], start[None]), objective)
 
 
 def _curve(model, images, targets, heatmaps, start, end, steps, probabilities,

@@ -9,7 +9,7 @@ import numpy as np
 
 from cnnviz_jax.attribution._common import (
     Targets, _check_count, _check_images, _chunk_size, _chunks, _scores,
-    _scores_copies, fill_images, target_objective)
+    _score_copies, fill_images, target_objective)
 
 Array = jax.Array
 
@@ -23,7 +23,7 @@ def _occlusion_chunk(model, images, fill, objective, window, ys, xs):
   mask = ((iy >= ys[:, None, None]) & (iy < ys[:, None, None] + window[0]) &
           (ix >= xs[:, None, None]) & (ix < xs[:, None, None] + window[1]))
   x = jnp.where(mask[:, None, :, :, None], fill[None], images[None])
-  return _scores_copies(model, x, objective)
+  return _score_copies(model, x, objective)
 
 
 def _pair(value, name: str) -> tuple[int, int]:

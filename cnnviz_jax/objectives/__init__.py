@@ -16,13 +16,13 @@ Positions: `channel(layer, c)` is the channel's spatial mean;
 """
 
 from cnnviz_jax.objectives._base import (
-    REGISTRY, Objective, Term, TermKind, check_integer, check_layer, evaluate,
-    register, resolve, term)
+    REGISTRY, Objective, Term, TermKind, activations, check_integer,
+    check_layer, evaluate, register, resolve, term)
 from cnnviz_jax.objectives._activations import (
     channel, class_logit, class_prob, diversity, feature_match, layer_l2, neuron)
 from cnnviz_jax.objectives._priors import CENTER, l1, l2, tv
 
-__all__ = ["REGISTRY", "Objective", "Term", "TermKind", "channel",
+__all__ = ["REGISTRY", "Objective", "Term", "TermKind", "activations", "channel",
            "check_integer", "check_layer", "class_logit", "class_prob",
            "diversity", "evaluate", "feature_match", "layer_l2", "neuron",
            "register", "resolve", "term", "CENTER", "l1", "l2", "tv"]

@@ -199,24 +199,11 @@ def resolve(objective: Objective, model, image_hw: tuple[int, int]) -> Objective
   return Objective(tuple(terms))
 
 
-def evaluate(objective: Objective, model, x: Array, *, params=None,
-             relu: Callable[[Array], Array] = jax.nn.relu,
-             start: Optional[str] = None) -> Array:
-  """The objective's value per image `[N]`, on the model's taps.
-
-  Args:
-    objective: a resolved `Objective` (canonical layer names).
-    model: a `Model`.
-    x: float32 `[N, H, W, 3]` RGB in [0, 1] (the `"input"` tap); with
-      `start`, the activation of layer `start` instead.
-    params: parameters to use instead of `model.params`.
-    relu: the ReLU of every relu layer (see `Model.apply`).
-    start: run only the layers after `start` (`Model.apply_from`); the
-      objective may then read only taps after it (and the logits).
-
-  Returns:
-    float32 `[N]`.
-  """
+def activations(objective: Objective, model, x: Array, *, params=None,
+                relu: Callable[[Array], Array] = jax.nn.relu,
+                start: Optional[str] = None) -> dict:
+  """The taps `objective` reads, `{tap: [N, ...]}`, computing no more of the
+  network than they need. Arguments as `evaluate`."""
   params = model.params if params is None else params
   taps = objective.taps
   layers = tuple(t for t in taps if t not in ("input", "logits"))
@@ -237,4 +224,26 @@ def evaluate(objective: Objective, model, x: Array, *, params=None,
     acts.update(out)
     if need_logits:
       acts["logits"] = logits
-  return objective(acts)
+  return acts
+
+
+def evaluate(objective: Objective, model, x: Array, *, params=None,
+             relu: Callable[[Array], Array] = jax.nn.relu,
+             start: Optional[str] = None) -> Array:
+  """The objective's value per image `[N]`, on the model's taps.
+
+  Args:
+    objective: a resolved `Objective` (canonical layer names).
+    model: a `Model`.
+    x: float32 `[N, H, W, 3]` RGB in [0, 1] (the `"input"` tap); with
+      `start`, the activation of layer `start` instead.
+    params: parameters to use instead of `model.params`.
+    relu: the ReLU of every relu layer (see `Model.apply`).
+    start: run only the layers after `start` (`Model.apply_from`); the
+      objective may then read only taps after it (and the logits).
+
+  Returns:
+    float32 `[N]`.
+  """
+  return objective(activations(objective, model, x, params=params, relu=relu,
+                               start=start))
