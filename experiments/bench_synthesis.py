@@ -22,9 +22,8 @@ import torch.nn.functional as F
 from cnnviz_jax import models
 from cnnviz_jax import objectives as O
 from cnnviz_jax.synthesis import engine as opt
-from cnnviz_jax.synthesis import sweep_engine
 from cnnviz_jax.synthesis import param as P
-from cnnviz_jax import objectives as R
+from cnnviz_jax.synthesis import sweep_engine
 from cnnviz_jax.synthesis import transforms as T
 from experiments import bench_common
 from weights_conversion import torch_reference
@@ -93,22 +92,21 @@ def _truncate(net, model, layer):
 
 
 def _class_setup(l2=0.3, sigma=0.5, lr=0.05, targets=None):
-  return opt.Setup(O.class_logit(targets) - l2 * R.l2(), T.jitter(JITTER),
+  return opt.Setup(O.class_logit(targets) - l2 * O.l2(), T.jitter(JITTER),
                    T.gaussian_blur(sigma, every=BLUR_EVERY, radius=BLUR_RADIUS), lr)
 
 
 def _ours_class(model, n, hw, steps):
   s = _class_setup(targets=jnp.arange(n) % model.num_classes)
-  return lambda: opt.optimize(model, s.objective, P.pixels(n, hw), key=jax.random.PRNGKey(0),
-                              steps=steps, learning_rate=s.learning_rate,
-                              transform=s.transform, step_ops=s.step_ops).images
+  return lambda: opt.optimize(model, s, P.pixels(n, hw), key=jax.random.PRNGKey(0),
+                              steps=steps).images
 
 
 def _ours_dream(model, image, layer, steps, roll):
   return lambda: opt.optimize(
-      model, O.layer_l2(layer), P.pixels(image.shape[0], image.shape[1:3]),
-      key=jax.random.PRNGKey(0), steps=steps, optimizer="sgd", learning_rate=0.01,
-      grad_norm="mean_abs", transform=T.roll(roll), init=image).images
+      model, opt.Setup(O.layer_l2(layer), T.roll(roll), learning_rate=0.01),
+      P.pixels(image.shape[0], image.shape[1:3]), key=jax.random.PRNGKey(0),
+      steps=steps, optimizer=opt.make_optimizer("sgd", "mean_abs"), init=image).images
 
 
 def _rows_for(name, model, hw, n, layer, steps, repeats):

@@ -1,4 +1,4 @@
-"""Tests of FGSM / PGD attacks and fooling images (issue 4)."""
+"""Tests of FGSM / PGD attacks and fooling images on the synthesis engine."""
 
 import functools
 import os
@@ -8,6 +8,7 @@ import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 
 from conftest import CIFAR_TAR as CIFAR, cifar_model, tiny_model
 from cnnviz_jax import adversarial as A
@@ -15,8 +16,10 @@ from cnnviz_jax.models import predict
 
 # Untargeted L-inf PGD on the shipped model at 8/255 (the issue's bar). The
 # shipped model is trained without label smoothing: an earlier one trained with
-# smoothing 0.1 masked gradients and PGD stalled at 0.93.
+# smoothing 0.1 masked gradients and PGD stalled at 0.93. 250 images keep the
+# test to one attack batch; the README's 1,000-image figure is a launcher run.
 PGD_MIN_SUCCESS = 0.99
+PGD_IMAGES = 250
 
 
 @functools.lru_cache(maxsize=None)
@@ -87,6 +90,34 @@ class AttackTest(chex.TestCase):
     with self.assertRaisesRegex(ValueError, "schedule must give"):
       A.pgd(m, x, t, **{**kw, "step_size": lambda i: -1.0})
 
+  def test_fool_is_engine_pgd_with_cosine_decay(self):
+    m = tiny_model()
+    x, t = noise_images(2), jnp.array([3, 1])
+    eps, steps = 0.05, 4
+    got = A.fool(m, x, t, eps=eps, steps=steps)
+    want = A.pgd(m, x, t, eps=eps, steps=steps, key=None, targeted=True,
+                 keep_best=True, step_size=optax.cosine_decay_schedule(eps / 4, steps))
+    np.testing.assert_array_equal(got, want)
+    # The same attack spelled out on the engine.
+    from cnnviz_jax.synthesis import engine, param
+    res = engine.optimize(
+        m, A.attack_setup(x, t, eps=eps, targeted=True,
+                          step_size=optax.cosine_decay_schedule(eps / 4, steps)),
+        param.pixels(2, x.shape[1:3]), key=None, steps=steps,
+        optimizer=A.attack_optimizer("linf"), init=x, keep_best=True)
+    np.testing.assert_array_equal(res.images, got)
+    self.assertLessEqual(float(jnp.max(jnp.abs(got - x))), eps + 1e-6)
+
+  def test_losses(self):
+    logits = jnp.array([[2.0, 5.0, 1.0], [0.0, -1.0, 3.0]])
+    labels = jnp.array([1, 0])
+    acts = {"logits": logits}
+    np.testing.assert_allclose(A.logit_margin(labels)(acts), [2.0 - 5.0, 3.0 - 0.0])
+    np.testing.assert_allclose(A.logit_margin(labels, targeted=True)(acts), [3.0, -3.0])
+    ce = jax.nn.logsumexp(logits, axis=1) - logits[jnp.arange(2), labels]
+    np.testing.assert_allclose(A.cross_entropy(labels)(acts), ce, rtol=1e-6)
+    np.testing.assert_allclose(A.cross_entropy(labels, True)(acts), -ce, rtol=1e-6)
+
   def test_bad_inputs(self):
     m = tiny_model()
     x, y, k = noise_images(2), jnp.array([0, 1]), jax.random.PRNGKey(0)
@@ -102,25 +133,35 @@ class AttackTest(chex.TestCase):
       A.pgd(m, x, jnp.array([0, 10]), eps=0.1, steps=1, step_size=0.1, key=k)
     with self.assertRaisesRegex(ValueError, "unknown attack"):
       A.attack_dataset(m, x, y, attack="magic", key=k)
+    with self.assertRaisesRegex(ValueError, "key must be one JAX PRNG key"):
+      A.pgd(m, x, y, eps=0.1, steps=1, step_size=0.1, key=3)
+    with self.assertRaisesRegex(ValueError, "loss must be one of"):
+      A.pgd(m, x, y, eps=0.1, steps=1, step_size=0.1, key=k, loss="hinge")
+    with self.assertRaisesRegex(ValueError, "step_size must be > 0"):
+      A.pgd(m, x, y, eps=0.1, steps=1, step_size=0.0, key=k)
+    with self.assertRaisesRegex(ValueError, "steps must be a positive int"):
+      A.fool(m, x, y, steps=0)
+    with self.assertRaisesRegex(ValueError, "labels must be integer"):
+      A.pgd(m, x, jnp.array([0.5, 1.0]), eps=0.1, steps=1, step_size=0.1, key=k)
 
 
 @absltest.skipUnless(os.path.exists(CIFAR), f"CIFAR-10 not found at {CIFAR}")
 class CifarAttackTest(chex.TestCase):
 
-  def test_pgd_linf_1000_test_images(self):
-    x, y = correct_test_images(1000)
-    self.assertLen(y, 1000)
+  def test_pgd_linf_250_test_images(self):
+    x, y = correct_test_images(PGD_IMAGES)
+    self.assertLen(y, PGD_IMAGES)
     adv, ev = A.attack_dataset(cifar_model(), x, y, attack="pgd",
                                key=jax.random.PRNGKey(0), batch_size=250,
                                eps=8 / 255, steps=10, step_size=2 / 255,
                                restarts=1)
-    print("PGD linf 8/255, 10 steps, 1000 images:", ev)
+    print(f"PGD linf 8/255, 10 steps, {PGD_IMAGES} images:", ev)
     self.assertLessEqual(ev["max_linf"], 8 / 255 + 1e-6)
     self.assertGreaterEqual(ev["success_rate"], PGD_MIN_SUCCESS)
 
   def test_fooling_images(self):
     m = cifar_model()
-    x, y = correct_test_images(1000)
+    x, y = correct_test_images(PGD_IMAGES)
     x, y = x[:20], y[:20]
     # The target: each image's runner-up class.
     targets = jnp.argsort(m(x)[0], axis=1)[:, -2]

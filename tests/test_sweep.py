@@ -6,14 +6,14 @@ import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 
 from conftest import tiny_model
 from cnnviz_jax import objectives as O
-from cnnviz_jax.synthesis import engine as opt
-from cnnviz_jax.synthesis import sweep_engine
-from cnnviz_jax.synthesis import param as P
-from cnnviz_jax import objectives as R
 from cnnviz_jax import synthesis as S
+from cnnviz_jax.synthesis import engine as opt
+from cnnviz_jax.synthesis import param as P
+from cnnviz_jax.synthesis import sweep_engine
 from cnnviz_jax.synthesis import transforms as T
 
 # Few steps on the tiny model keep the file fast; 3 steps include a blur
@@ -30,7 +30,7 @@ def _images(n=2, seed=0):
 
 
 def _tv_grad_float64(x, beta):
-  """The gradient of `regularizers.tv(beta)` by hand, in float64."""
+  """The gradient of `objectives.tv(beta)` by hand, in float64."""
   x = np.asarray(x, np.float64)
   dx = x[:, :-1, 1:] - x[:, :-1, :-1]
   dy = x[:, 1:, :-1] - x[:, :-1, :-1]
@@ -51,12 +51,12 @@ class TracedSettingsTest(chex.TestCase):
     x = _images(1)
     betas = jnp.array([1.0, 1.5, 2.0, 3.0])
     grad = self.variant(jax.vmap(
-        lambda b: jax.grad(lambda x: R.tv(b)({"input": x}).sum())(x)))(betas)
+        lambda b: jax.grad(lambda x: O.tv(b)({"input": x}).sum())(x)))(betas)
     for b, g in zip(np.asarray(betas), grad):
       np.testing.assert_allclose(g, _tv_grad_float64(x, b), rtol=2e-3, atol=1e-7)
     # beta = 2 is the squared-difference sum: the value is exact.
-    val = self.variant(jax.vmap(lambda b: R.tv(b)({"input": x})))(betas)
-    np.testing.assert_allclose(val[2], R.tv(2.0)({"input": x}), rtol=1e-6)
+    val = self.variant(jax.vmap(lambda b: O.tv(b)({"input": x})))(betas)
+    np.testing.assert_allclose(val[2], O.tv(2.0)({"input": x}), rtol=1e-6)
 
   @chex.variants(with_jit=True, without_jit=True)
   def test_vmapped_transforms_equal_one_by_one(self):
@@ -79,7 +79,7 @@ class TracedSettingsTest(chex.TestCase):
 
   def test_bad_values(self):
     with self.assertRaisesRegex(ValueError, "beta must be >= 1"):
-      R.tv(jnp.array([1.0, 0.5]))
+      O.tv(jnp.array([1.0, 0.5]))
     with self.assertRaisesRegex(ValueError, "whole number of pixels"):
       T.jitter(1.5)
     with self.assertRaisesRegex(ValueError, "max_pixels 1 is below"):
@@ -98,9 +98,9 @@ class SweepTest(chex.TestCase):
     # switches off some components the other uses.
     recipes = [S.recipe("yosinski", **o) for o in (
         dict(tv=0.5, tv_beta=1.2, l2=0.0, learning_rate=0.02, blur_sigma=0.0,
-             jitter=0, clip_norm=0.0, clip_contribution=20.0),
+             jitter=0, roll=2, clip_norm=0.0, clip_contribution=20.0),
         dict(tv=0.0, l2=1.0, l1=0.3, learning_rate=0.1, blur_sigma=1.1,
-             blur_every=2, jitter=3, clip_norm=5.0, clip_contribution=0.0))]
+             blur_every=2, jitter=3, roll=0, clip_norm=5.0, clip_contribution=0.0))]
     keys = jax.random.split(jax.random.PRNGKey(0), len(recipes))
     swept = S.sweep(m, obj, 2, recipes, keys=keys, steps=STEPS, size=HW, **LOOP)
     self.assertEqual(swept.images.shape, (len(recipes), 2, *HW, 3))
@@ -108,36 +108,32 @@ class SweepTest(chex.TestCase):
     for i, r in enumerate(recipes):
       # `visualize` alone: the setup of this recipe only (components at zero
       # absent, own jitter pad and blur kernel).
-      s = S.setup(obj, r)
-      one = opt.optimize(m, s.objective, p, key=keys[i], steps=STEPS,
-                         learning_rate=s.learning_rate, transform=s.transform,
-                         step_ops=s.step_ops, **LOOP)
+      one = opt.optimize(m, S.setup(obj, r), p, key=keys[i], steps=STEPS, **LOOP)
       np.testing.assert_allclose(swept.images[i], one.images, atol=1e-5)
       np.testing.assert_allclose(swept.history["objective"][i],
                                  one.history["objective"], rtol=1e-5, atol=1e-5)
 
   def test_setup_sweep_of_every_transform(self):
     """Hand-built setups: roll, scale and rotation ranges, a blur with an
-    explicit radius, projections; the same transforms and operations in
-    every point, different numbers."""
+    explicit radius, projections, learning-rate schedules; the same
+    transforms and operations in every point, different numbers."""
     m = tiny_model()
     p = P.pixels(1, HW)
     center = _images(1, seed=4)
     setups = [
-        opt.Setup(O.channel("relu2_1", c) - w * R.tv(beta),
+        opt.Setup(O.channel("relu2_1", c) - w * O.tv(beta),
                   T.compose(T.roll(r), T.random_scale(1.0 - z, 1.0 + z),
                             T.random_rotate(deg)),
                   T.compose_steps(T.gaussian_blur(s, every=e, radius=rad, max_radius=4),
                                   T.project_linf(center, eps)), lr)
         for c, w, beta, r, z, deg, s, e, rad, eps, lr in (
             (1, 0.1, 1.0, 0, 0.0, 0.0, 0.3, 2, 1, 0.1, 0.05),
-            (3, 1.0, 2.5, 2, 0.1, 10.0, 0.8, 3, 4, 0.3, 0.1))]
+            (3, 1.0, 2.5, 2, 0.1, 10.0, 0.8, 3, 4, 0.3,
+             optax.cosine_decay_schedule(0.1, STEPS)))]
     keys = jax.random.split(jax.random.PRNGKey(1), 2)
     swept = sweep_engine.sweep(m, setups, p, keys=keys, steps=STEPS, init=center, **LOOP)
     for i, s in enumerate(setups):
-      one = opt.optimize(m, s.objective, p, key=keys[i], steps=STEPS,
-                         learning_rate=s.learning_rate, transform=s.transform,
-                         step_ops=s.step_ops, init=center, **LOOP)
+      one = opt.optimize(m, s, p, key=keys[i], steps=STEPS, init=center, **LOOP)
       np.testing.assert_allclose(swept.images[i], one.images, atol=1e-5)
 
   def test_varied_static_setting_raises(self):

@@ -1,6 +1,8 @@
 """Recipes: named sets of regularizers, transforms and step sizes.
 
-Recipes are named sets of keyword defaults (`RECIPES`), overridable per call.
+Recipes are named sets of keyword defaults (`RECIPES`), overridable per call;
+`setups` builds each component a non-zero entry switches on by its
+registered name (`transforms.get`, the priors in `objectives`).
 A sweep over recipe dicts (any of their numbers) runs as one computation:
 
     recipes = [synthesis.recipe(tv=t, tv_beta=b) for t in (0.1, 1.0) for b in (1.5, 2.0)]
@@ -15,7 +17,6 @@ import numpy as np
 
 from cnnviz_jax import _checks as checks
 from cnnviz_jax import objectives as O
-from cnnviz_jax import objectives as R  # priors (l2, l1, tv) live in objectives
 from cnnviz_jax.synthesis import engine as opt
 from cnnviz_jax.synthesis import param as P
 from cnnviz_jax.synthesis import sweep_engine as sweep_lib
@@ -23,31 +24,39 @@ from cnnviz_jax.synthesis import transforms as T
 
 Array = jax.Array
 
-# Named recipes for class and neuron visualization. Weights are per-pixel
-# means (see `regularizers`); learning rates are for Adam on [0, 1] pixels;
-# tv_beta is the TV exponent (2 as in `invert`, Mahendran & Vedaldi 2015).
+# Named recipes. Weights are per-pixel means (see `objectives.l2`); learning
+# rates are for Adam on [0, 1] pixels; tv_beta is the TV exponent; jitter
+# translates (reflect-padded) and roll shifts circularly, by up to that many
+# pixels.
+_OFF = dict(l2=0.0, tv=0.0, tv_beta=2.0, l1=0.0, jitter=0, roll=0, blur_sigma=0.0,
+            blur_every=4, clip_norm=0.0, clip_contribution=0.0,
+            learning_rate=0.05, param="pixels")
 RECIPES = {
     # Simonyan et al. 2014: the class score with an L2 penalty, plain pixels.
-    "simonyan": dict(l2=1.0, tv=0.0, tv_beta=2.0, l1=0.0, jitter=0, blur_sigma=0.0,
-                     blur_every=4, clip_norm=0.0, clip_contribution=0.0,
-                     learning_rate=0.05, param="pixels"),
+    "simonyan": dict(_OFF, l2=1.0),
     # Yosinski et al. 2015: small L2 decay, periodic Gaussian blur, clipping of
     # small-norm and small-contribution pixels, plus jitter (Lucid).
-    "yosinski": dict(l2=0.3, tv=0.0, tv_beta=2.0, l1=0.0, jitter=2, blur_sigma=0.5,
-                     blur_every=4, clip_norm=5.0, clip_contribution=5.0,
-                     learning_rate=0.05, param="pixels"),
+    "yosinski": dict(_OFF, l2=0.3, jitter=2, blur_sigma=0.5, clip_norm=5.0,
+                     clip_contribution=5.0),
     # Lucid-style: Fourier parameterization with decorrelated colour, jitter.
-    "fft": dict(l2=0.0, tv=0.0, tv_beta=2.0, l1=0.0, jitter=2, blur_sigma=0.0,
-                blur_every=4, clip_norm=0.0, clip_contribution=0.0,
-                learning_rate=0.05, param="fft"),
+    "fft": dict(_OFF, jitter=2, param="fft"),
+    # Feature inversion (Mahendran & Vedaldi 2015): a TV^2 prior (`invert`).
+    "mahendran": dict(_OFF, tv=0.05),
 }
 DEFAULT_RECIPE = "yosinski"
+# The components a non-zero recipe entry switches on: (entry, factory or
+# registered transform name, the entries passed as its arguments).
+_PRIORS = (("l2", O.l2, ()), ("l1", O.l1, ()), ("tv", O.tv, ("tv_beta",)))
+_TRANSFORMS = (("jitter", "jitter", ("jitter",)), ("roll", "roll", ("roll",)))
+_STEP_OPS = (("blur_sigma", "gaussian_blur", ("blur_sigma", "blur_every")),
+             ("clip_norm", "clip_small_norm", ("clip_norm",)),
+             ("clip_contribution", "clip_small_contribution", ("clip_contribution",)))
 # Recipe entries that are not numbers: the parameterization fixes the shapes
 # of the optimized parameters, so a sweep cannot vary it. Every other entry
 # is a number and a traced leaf of the `Setup` (`setups`).
 STATIC_RECIPE_KEYS = ("param",)
 # Entries older recipe dicts may lack, with the value they meant.
-_RECIPE_DEFAULTS = {"tv_beta": 2.0}
+_RECIPE_DEFAULTS = {"tv_beta": 2.0, "roll": 0}
 
 
 def recipe(name: str = DEFAULT_RECIPE, **overrides) -> dict:
@@ -71,7 +80,7 @@ def _check_recipe(r: dict) -> dict:
     raise ValueError(f"recipe dict has unknown options {sorted(set(r) - valid)} "
                      f"and lacks {sorted(valid - set(r))}; use synthesis.recipe().")
   for k in ("l2", "tv", "l1", "blur_sigma", "clip_norm", "clip_contribution",
-            "jitter"):
+            "jitter", "roll"):
     checks.check_positive(r[k], k, allow_zero=True)
   checks.check_positive(r["learning_rate"], "learning_rate")
   checks.check_positive(r["blur_every"], "blur_every")
@@ -89,11 +98,17 @@ def _used(recipes, k) -> bool:
              for r in recipes)
 
 
+def _parts(table, r, recipes):
+  """The components of `table` some point switches on, with `r`'s arguments."""
+  return [(key, component, tuple(r[a] for a in args))
+          for key, component, args in table if _used(recipes, key)]
+
+
 def setups(objective, recipes: Sequence[dict]) -> list[opt.Setup]:
-  """Setups for a sweep over recipe dicts, all of one structure (`opt.sweep`).
+  """Setups for a sweep over recipe dicts, all of one structure (`sweep`).
 
   Every numeric entry may vary across `recipes`: regularizer weights,
-  `tv_beta`, `jitter`, `blur_sigma`, `blur_every`, the clipping percentiles,
+  `tv_beta`, `jitter`, `roll`, `blur_sigma`, `blur_every`, the clipping percentiles,
   `learning_rate`. A component (a regularizer term, jitter, blur, clipping)
   is in every point when some point uses it (a non-zero value); at zero it
   is an exact no-op (weight 0, jitter 0, sigma 0 or percentile 0), so each
@@ -107,7 +122,7 @@ def setups(objective, recipes: Sequence[dict]) -> list[opt.Setup]:
     recipes: dicts from `recipe` (every key present).
 
   Returns:
-    `[len(recipes)]` `optimize.Setup`s.
+    `[len(recipes)]` `engine.Setup`s.
 
   Raises:
     ValueError: for a bad value, or when a `STATIC_RECIPE_KEYS` entry
@@ -130,17 +145,16 @@ def setups(objective, recipes: Sequence[dict]) -> list[opt.Setup]:
       raise ValueError(f"got {len(objs)} objectives for {len(recipes)} recipes.")
   out = []
   for obj, r in zip(objs, recipes):
-    for name, fn in (("l2", R.l2), ("l1", R.l1), ("tv", R.tv)):
-      if _used(recipes, name):
-        obj = obj - r[name] * (fn(r["tv_beta"]) if name == "tv" else fn())
-    transform = T.jitter(r["jitter"]) if _used(recipes, "jitter") else None
-    ops = []
-    if _used(recipes, "blur_sigma"):
-      ops.append(T.gaussian_blur(r["blur_sigma"], every=r["blur_every"]))
-    if _used(recipes, "clip_norm"):
-      ops.append(T.clip_small_norm(r["clip_norm"]))
-    if _used(recipes, "clip_contribution"):
-      ops.append(T.clip_small_contribution(r["clip_contribution"]))
+    for key, prior, args in _parts(_PRIORS, r, recipes):
+      obj = obj - r[key] * prior(*args)
+    # All input transforms or none: `compose` splits the step key among
+    # them, so a transform at zero must still take its share for a point to
+    # draw the same shifts alone as in a sweep.
+    transform = None
+    if any(_used(recipes, key) for key, _, _ in _TRANSFORMS):
+      transform = T.compose(*[T.get(name, *(r[a] for a in args))
+                              for _, name, args in _TRANSFORMS])
+    ops = [T.get(name, *args) for _, name, args in _parts(_STEP_OPS, r, recipes)]
     step_ops = T.compose_steps(*ops) if ops else None
     out.append(opt.Setup(obj, transform, step_ops, r["learning_rate"]))
   return sweep_lib.align_bounds(out)
@@ -166,7 +180,7 @@ def sweep(model, objective, n: int, recipes: Sequence[dict], *, keys: Array,
     recipes: S dicts from `recipe`, e.g. `[recipe(tv=t) for t in (0.1, 1.0)]`.
     keys: `[S]` PRNG keys.
     size: `(H, W)`, default `model.input_size`.
-    **kwargs: passed to `optimize.sweep` (`chunk`, `progress`, ...).
+    **kwargs: passed to `sweep_engine.sweep` (`chunk`, `progress`, ...).
 
   Returns:
     `Result` with a leading `[S]` axis; point `s` equals `visualize(model,

@@ -10,35 +10,42 @@ import numpy as np
 from cnnviz_jax import _checks as checks
 from cnnviz_jax import objectives as O
 from cnnviz_jax.synthesis import engine as opt
-from cnnviz_jax import objectives as R  # priors (l2, l1, tv) live in objectives
+from cnnviz_jax.synthesis._recipes import DEFAULT_RECIPE, _param, recipe, setup
 
 Array = jax.Array
-from cnnviz_jax.synthesis._recipes import DEFAULT_RECIPE, _param, recipe, setup
 
 
 def visualize(model, objective: O.Objective, n: int, *, key: Array, steps: int,
               size: Optional[tuple[int, int]] = None, recipe_name: str = DEFAULT_RECIPE,
               init: Optional[Array] = None, **overrides) -> opt.Result:
-  """Maximizes any objective with a recipe's regularizers; returns the Result.
+  """Maximizes any objective with a recipe's regularizers and transforms.
 
   Args:
     objective: e.g. `objectives.channel("relu3_1", 5)`.
     n: number of images (the objective's per-image targets must match).
+    key: PRNG key.
+    steps: optimization steps (>= 1).
     size: `(H, W)`, default `model.input_size`.
+    recipe_name: a name in `RECIPES`; `**overrides` change single entries
+      (`l2=`, `tv_beta=`, `jitter=`, `roll=`, `learning_rate=`, ...).
+    init: float32 `[n, H, W, 3]` in [0, 1] starting images (None: noise).
+
+  Returns:
+    the engine's `Result` (images float32 `[n, H, W, 3]` in [0, 1]).
   """
   r = recipe(recipe_name, **overrides)
   hw = tuple(size or model.input_size)
-  s = setup(objective, r)
-  return opt.optimize(model, s.objective, _param(r, n, hw), key=key, steps=steps,
-                      learning_rate=s.learning_rate, transform=s.transform,
-                      step_ops=s.step_ops, init=init)
+  return opt.optimize(model, setup(objective, r), _param(r, n, hw), key=key,
+                      steps=steps, init=init)
 
 
-def _class_array(model, classes) -> np.ndarray:
-  c = np.asarray(list(classes) if not np.isscalar(classes) else [classes])
+def _indices(values, name: str) -> np.ndarray:
+  """A non-empty 1-D int32 array of indices; floats are refused, not truncated."""
+  c = np.asarray(list(values) if not np.isscalar(values) else [values])
   if c.ndim != 1 or c.size == 0:
-    raise ValueError(f"classes must be a non-empty sequence of ints; got {classes!r}.")
-  checks.check_classes(c, model.num_classes, name="classes")
+    raise ValueError(f"{name} must be a non-empty sequence of ints; got {values!r}.")
+  if c.dtype.kind not in "iu":
+    raise ValueError(f"{name} must be integers; got {values!r} (dtype {c.dtype}).")
   return c.astype(np.int32)
 
 
@@ -59,7 +66,8 @@ def visualize_class(model, classes: Sequence[int], *, key: Array, steps: int = 1
   Returns:
     float32 `[len(classes), H, W, 3]` in [0, 1].
   """
-  c = _class_array(model, classes)
+  c = _indices(classes, "classes")
+  checks.check_classes(c, model.num_classes, name="classes")
   return visualize(model, O.class_logit(jnp.asarray(c)), len(c), key=key,
                    steps=steps, size=size, recipe_name=recipe_name,
                    **overrides).images
@@ -74,9 +82,7 @@ def visualize_neuron(model, layer: str, channels: Sequence[int], *, key: Array,
   `visualize_channel` maximizes the channel mean instead).
 
   Returns float32 `[len(channels), H, W, 3]` in [0, 1]."""
-  c = np.asarray(list(channels), np.int32)
-  if c.ndim != 1 or c.size == 0:
-    raise ValueError(f"channels must be a non-empty sequence of ints; got {channels!r}.")
+  c = _indices(channels, "channels")
   obj = O.neuron(layer, jnp.asarray(c), y, x)
   return visualize(model, obj, len(c), key=key, steps=steps, size=size,
                    recipe_name=recipe_name, **overrides).images
@@ -86,8 +92,8 @@ def visualize_channel(model, layer: str, channels: Sequence[int], *, key: Array,
                       steps: int = 100, size=None, recipe_name: str = DEFAULT_RECIPE,
                       diversity: float = 0.0, **overrides) -> Array:
   """Channel-mean visualization; `diversity` > 0 adds Lucid's batch diversity
-  term on the same layer. Returns `[len(channels), H, W, 3]`."""
-  c = np.asarray(list(channels), np.int32)
+  term on the same layer. Returns `[len(channels), H, W, 3]` in [0, 1]."""
+  c = _indices(channels, "channels")
   obj = O.channel(layer, jnp.asarray(c))
   if diversity:
     checks.check_positive(diversity, "diversity")

@@ -2,6 +2,7 @@
 computation, sharded over every device along the sweep axis."""
 
 import dataclasses
+import functools
 from typing import Any, Optional, Sequence
 
 import jax
@@ -9,9 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from cnnviz_jax import _checks as checks
-from cnnviz_jax.synthesis.engine import (
-    Result, Setup, _check_common, _chunks, _init_opt_state, _run_sweep,
-    make_optimizer)
+from cnnviz_jax.synthesis import engine
 
 Array = jax.Array
 
@@ -135,28 +134,42 @@ def shard_sweep_axis(tree: Any, size: int, devices=None) -> Any:
       if getattr(x, "ndim", 0) >= 1 and x.shape[0] == size else x, tree)
 
 
-def sweep(model, setups: Sequence[Setup], param, *, keys: Array, steps: int,
-          optimizer: str = "adam", grad_norm: Optional[str] = None,
-          init: Optional[Array] = None, chunk: Optional[int] = None,
-          unroll: Optional[int] = None, progress=None) -> Result:
-  """Runs S settings as one vmapped, jitted computation.
+@functools.partial(jax.jit, static_argnames=engine.STATIC_ARGNAMES)
+def _run_sweep(model, setups, param, state, keys, start, *, optimizer, num_steps,
+               keep_best, unroll):
+  fn = functools.partial(engine.run_steps, model, optimizer=optimizer,
+                         num_steps=num_steps, keep_best=keep_best, unroll=unroll)
+  return jax.vmap(lambda s, st, k: fn(s, param, st, k, start))(setups, state, keys)
 
-  Any number in a `Setup` may vary (see `Setup`): objective weights and
-  targets, TV's beta, jitter/roll pixels, scale and rotation ranges, blur
-  sigma, period and radius, clipping percentiles, the learning rate; the
-  seeds come from `keys`. Blur kernels and jitter pads take the sweep's
-  largest size, each point masked to its own, so point `s` matches its own
-  run up to float rounding. `synthesis.sweep` builds the setups from recipe
-  dicts.
+
+@jax.jit
+def _final_sweep(model, setups, param, state, keys, steps):
+  return jax.vmap(lambda s, st, k: engine.final_params(model, s, param, st, k, steps))(
+      setups, state, keys)
+
+
+def sweep(model, setups: Sequence[engine.Setup], param, *, keys: Array, steps: int,
+          optimizer="adam", init: Optional[Array] = None, keep_best: bool = False,
+          chunk: Optional[int] = None, unroll: Optional[int] = None,
+          progress=None) -> engine.Result:
+  """Runs S setups as one vmapped, jitted computation.
+
+  Any number in a `Setup` may vary (see `engine.Setup`): objective weights
+  and targets, TV's beta, jitter/roll pixels, scale and rotation ranges, blur
+  sigma, period and radius, clipping percentiles, projection radii, the
+  learning rate (numbers or schedules); the seeds come from `keys`. Blur
+  kernels and jitter pads take the sweep's largest size, each point masked to
+  its own, so point `s` matches its own run up to float rounding.
+  `synthesis.sweep` builds the setups from recipe dicts.
 
   Args:
     setups: S `Setup`s that differ only in numbers.
     keys: `[S]` PRNG keys (e.g. `jax.random.split(key, S)`).
-    Other arguments as in `optimize`.
+    Other arguments as in `engine.optimize`.
 
   Returns:
     `Result` with a leading `[S]` axis. Point `s` equals
-    `optimize(model, setups[s].objective, param, key=keys[s], ...)`.
+    `engine.optimize(model, setups[s], param, key=keys[s], ...)`.
     With several devices and S a multiple of their number, the S points are
     sharded over the devices (`shard_sweep_axis`).
   """
@@ -165,30 +178,24 @@ def sweep(model, setups: Sequence[Setup], param, *, keys: Array, steps: int,
     raise ValueError("sweep needs at least one setup.")
   if len(keys) != len(setups):
     raise ValueError(f"sweep got {len(setups)} setups but {len(keys)} keys.")
-  setups = [s._replace(objective=_check_common(model, s.objective, param, steps,
-                                               grad_norm, chunk))
-            for s in setups]
-  for s in setups:
-    checks.check_positive(s.learning_rate, "learning_rate")
-    if s.step_ops is not None and param.kind != "pixels":
-      raise ValueError("step_ops act on pixels; use param.pixels.")
-  opt = make_optimizer(optimizer)
+  for k in keys:
+    checks.check_key(k, "each of keys")
+  setups = [engine.prepare(model, s, param, steps, chunk) for s in setups]
+  tx = engine.as_optimizer(optimizer)
   st = stack(setups)
   split = jax.vmap(jax.random.split)(keys)
   init_keys, loop_keys = split[:, 0], split[:, 1]
-  params = jax.vmap(lambda k: param.init(k, init))(init_keys)
-  opt_state = jax.vmap(lambda p, lr: _init_opt_state(opt, p, lr))(
-      params, st.learning_rate)
-  st, params, opt_state, loop_keys = shard_sweep_axis(
-      (st, params, opt_state, loop_keys), len(setups))
-  hist = []
-  for start, n in _chunks(steps, chunk):
-    params, opt_state, h = _run_sweep(
-        model, st.objective, param, st.transform, st.step_ops, params,
-        opt_state, loop_keys, jnp.int32(start), optimizer=opt, num_steps=n,
-        grad_norm=grad_norm, unroll=unroll or n)
-    hist.append(h)
-    if progress is not None:
-      progress(start + n, h)
-  history = jax.tree_util.tree_map(lambda *x: jnp.concatenate(x, axis=1), *hist)
-  return Result(jax.vmap(param.to_image)(params), params, history)
+  state = jax.vmap(lambda k: engine.init_state(param, tx, k, init))(init_keys)
+  st, state, loop_keys = shard_sweep_axis((st, state, loop_keys), len(setups))
+
+  def run_chunk(state, start, n):
+    return _run_sweep(model, st, param, state, loop_keys, jnp.int32(start),
+                      optimizer=tx, num_steps=n, keep_best=keep_best,
+                      unroll=unroll or n)
+
+  state, history = engine.drive(run_chunk, state, steps, chunk, progress,
+                                history_axis=1, name="sweep")
+  params = state.params
+  if keep_best:
+    params = _final_sweep(model, st, param, state, loop_keys, jnp.int32(steps))
+  return engine.Result(jax.vmap(param.to_image)(params), params, history)

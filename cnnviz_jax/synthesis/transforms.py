@@ -8,22 +8,29 @@ leaves, so one compiled loop serves every value, and a sweep can vmap them):
   Mordvintsev et al. 2018 / Lucid): `jitter`, `roll`, `random_scale`,
   `random_rotate`; chained by `compose`, like `optax.chain`, with the key split.
   All keep the image size.
-* between-step operations `op(images, grads, step) -> images` (Yosinski et al.
-  2015, sec. 3; projected gradient ascent): `gaussian_blur`, `clip_small_norm`,
-  `clip_small_contribution`, `clip_range`, `project_linf`, `project_l2`;
-  chained by `compose_steps`.
+* between-step operations `op(images, ascent, step) -> images` (Yosinski et
+  al. 2015, sec. 3; projected gradient ascent), run on the pixels after each
+  update, before the parameterization's own constraint (pixels: [0, 1]):
+  `gaussian_blur`, `clip_small_norm`, `clip_small_contribution`,
+  `project_linf`, `project_l2` (the attacks' balls); chained by
+  `compose_steps`.
 
 Images are float32 `[N, H, W, 3]`; every op keeps their shape.
 
+Every factory registers itself by name (`REGISTRY`, `get`), big_vision
+`pp/registry.py` style, so recipes and configs name components as plain data
+(`get("jitter", 2)`) and a new transform is one decorated function in any
+module.
+
 Amounts that set an array size are traced too, each with a static bound:
 `Jitter.pixels` pads by `max_pixels`, `GaussianBlur.radius` masks a kernel
-of half-width `max_radius`. `optimize.sweep` raises the bounds to the
+of half-width `max_radius`. `sweep_engine.sweep` raises the bounds to the
 sweep's maximum (a node's `sweep_bounds`), which leaves each point's output
 unchanged up to float rounding.
 """
 
 import math
-from typing import Any
+from typing import Any, Callable
 
 import flax
 import jax
@@ -34,6 +41,8 @@ from cnnviz_jax import _checks as checks
 from cnnviz_jax.image import blur, default_radius  # noqa: F401 (re-exported)
 
 Array = jax.Array
+# Name -> factory, filled at import time by `register`.
+REGISTRY: dict[str, Callable[..., Any]] = {}
 # Mid-gray: the zero of a mean-subtracted image (Yosinski's clipping sets
 # pixels to zero there).
 CENTER = 0.5
@@ -43,12 +52,25 @@ def _static(**kw):
   return flax.struct.field(pytree_node=False, **kw)
 
 
-# ----------------------------------------------------------- input transforms
+def register(name: str):
+  """Decorator adding a transform or step-operation factory under `name`."""
+  def wrap(factory):
+    if name in REGISTRY:
+      raise ValueError(f"transform {name!r} registered twice.")
+    REGISTRY[name] = factory
+    return factory
+  return wrap
 
-@flax.struct.dataclass
-class Identity:
-  def __call__(self, key, images):
-    return images
+
+def get(name: str, *args, **kwargs):
+  """Builds the registered component `name` with `args` (`get("jitter", 2)`)."""
+  if name not in REGISTRY:
+    raise ValueError(f"unknown transform {name!r}; registered: "
+                     f"{', '.join(sorted(REGISTRY))}.")
+  return REGISTRY[name](*args, **kwargs)
+
+
+# ----------------------------------------------------------- input transforms
 
 
 @flax.struct.dataclass
@@ -63,12 +85,16 @@ class Compose:
     return images
 
 
+def _callables(items, what: str) -> tuple:
+  for x in items:
+    if not callable(x):
+      raise ValueError(f"{what}; got {x!r}.")
+  return tuple(items)
+
+
 def compose(*transforms) -> Compose:
   """Chains input transforms (like `optax.chain`)."""
-  for t in transforms:
-    if not callable(t):
-      raise ValueError(f"compose takes callables (key, images) -> images; got {t!r}.")
-  return Compose(tuple(transforms))
+  return Compose(_callables(transforms, "compose takes callables (key, images) -> images"))
 
 
 def _check_amount(value, name):
@@ -123,6 +149,7 @@ class Jitter:
     return jax.lax.dynamic_slice(padded, (0, oy, ox, 0), (n, h, w, c))
 
 
+@register("jitter")
 def jitter(pixels, max_pixels: int | None = None) -> Jitter:
   """Jitter by up to `pixels` (int >= 0, may be traced or an array).
 
@@ -146,6 +173,7 @@ class Roll:
     return jnp.roll(images, (s[0], s[1]), axis=(1, 2))
 
 
+@register("roll")
 def roll(pixels) -> Roll:
   """Roll by up to `pixels` (int >= 0, may be traced)."""
   return Roll(_check_amount(pixels, "roll pixels"))
@@ -179,7 +207,10 @@ class RandomScale:
     return _affine(images, s, 0.0)
 
 
+@register("random_scale")
 def random_scale(low: float = 0.95, high: float = 1.05) -> RandomScale:
+  """Random zoom in [low, high] (> 0; may be traced); Lucid's standard
+  transforms draw from about this range."""
   checks.check_positive(low, "random_scale low")
   if checks.is_concrete(high) and checks.is_concrete(low) and high < low:
     raise ValueError(f"random_scale needs low <= high; got {low}, {high}.")
@@ -196,7 +227,10 @@ class RandomRotate:
     return _affine(images, 1.0, a * math.pi / 180.0)
 
 
+@register("random_rotate")
 def random_rotate(degrees: float = 5.0) -> RandomRotate:
+  """Random rotation within +-degrees (>= 0; may be traced); Lucid's
+  standard transforms rotate by up to 5 degrees."""
   checks.check_positive(degrees, "random_rotate degrees", allow_zero=True)
   return RandomRotate(degrees)
 
@@ -205,20 +239,19 @@ def random_rotate(degrees: float = 5.0) -> RandomRotate:
 
 @flax.struct.dataclass
 class ComposeSteps:
+  """Applies between-step operations `ops` in order."""
   ops: tuple
 
-  def __call__(self, images, grads, step):
+  def __call__(self, images, ascent, step):
     for op in self.ops:
-      images = op(images, grads, step)
+      images = op(images, ascent, step)
     return images
 
 
 def compose_steps(*ops) -> ComposeSteps:
-  """Chains between-step operations `(images, grads, step) -> images`."""
-  for op in ops:
-    if not callable(op):
-      raise ValueError(f"compose_steps takes callables; got {op!r}.")
-  return ComposeSteps(tuple(ops))
+  """Chains between-step operations `(images, ascent, step) -> images`."""
+  return ComposeSteps(_callables(
+      ops, "compose_steps takes callables (images, ascent, step) -> images"))
 
 
 @flax.struct.dataclass
@@ -238,12 +271,13 @@ class GaussianBlur:
   # `sweep` raises static bounds to their maximum over the sweep points.
   sweep_bounds = ("max_radius",)
 
-  def __call__(self, images, grads, step):
+  def __call__(self, images, ascent, step):
     blurred = blur(images, self.sigma, self.max_radius, support=self.radius)
     on = (step % self.every == self.every - 1) & (self.sigma > 0)
     return jnp.where(on, blurred, images)
 
 
+@register("gaussian_blur")
 def gaussian_blur(sigma=0.5, every=4, radius=None,
                   max_radius: int | None = None) -> GaussianBlur:
   """Periodic Gaussian blur of the pixels.
@@ -266,11 +300,12 @@ def gaussian_blur(sigma=0.5, every=4, radius=None,
                       _bound(radius, max_radius, "blur max_radius", 3))
 
 
-def _percentile_mask(score, percentile):
-  """True where `score` `[N, H, W]` is below its per-image `percentile`."""
+def _gray_below(score, percentile, images):
+  """`images` with mid-gray where `score` `[N, H, W]` is below its per-image
+  `percentile`."""
   flat = score.reshape(score.shape[0], -1)
   thr = jnp.percentile(flat, percentile, axis=1)
-  return score < thr[:, None, None]
+  return jnp.where((score < thr[:, None, None])[..., None], CENTER, images)
 
 
 @flax.struct.dataclass
@@ -280,52 +315,39 @@ class ClipSmallNorm:
   with small norm")."""
   percentile: Any
 
-  def __call__(self, images, grads, step):
-    norm = jnp.linalg.norm(images - CENTER, axis=-1)
-    return jnp.where(_percentile_mask(norm, self.percentile)[..., None],
-                     CENTER, images)
-
-
-def clip_small_norm(percentile: float = 10.0) -> ClipSmallNorm:
-  _check_percentile(percentile)
-  return ClipSmallNorm(percentile)
+  def __call__(self, images, ascent, step):
+    return _gray_below(jnp.linalg.norm(images - CENTER, axis=-1), self.percentile,
+                       images)
 
 
 @flax.struct.dataclass
 class ClipSmallContribution:
-  """Sets pixels whose contribution |sum_c (x - mid-gray) * grad| to the
+  """Sets pixels whose contribution |sum_c (x - mid-gray) * ascent| to the
   objective is below the per-image percentile to mid-gray (Yosinski et al.
   2015, "clipping pixels with small contribution")."""
   percentile: Any
 
-  def __call__(self, images, grads, step):
-    contrib = jnp.abs(jnp.sum((images - CENTER) * grads, axis=-1))
-    return jnp.where(_percentile_mask(contrib, self.percentile)[..., None],
-                     CENTER, images)
+  def __call__(self, images, ascent, step):
+    return _gray_below(jnp.abs(jnp.sum((images - CENTER) * ascent, axis=-1)),
+                       self.percentile, images)
 
 
+@register("clip_small_norm")
+def clip_small_norm(percentile: float = 10.0) -> ClipSmallNorm:
+  """Small-norm clipping at `percentile` in [0, 100] (0: none)."""
+  return ClipSmallNorm(_check_percentile(percentile))
+
+
+@register("clip_small_contribution")
 def clip_small_contribution(percentile: float = 10.0) -> ClipSmallContribution:
-  _check_percentile(percentile)
-  return ClipSmallContribution(percentile)
+  """Small-contribution clipping at `percentile` in [0, 100] (0: none)."""
+  return ClipSmallContribution(_check_percentile(percentile))
 
 
 def _check_percentile(p):
   if checks.is_concrete(p) and not (0.0 <= np.min(p) and np.max(p) <= 100.0):
     raise ValueError(f"percentile must be in [0, 100]; got {p!r}.")
-
-
-@flax.struct.dataclass
-class ClipRange:
-  lo: Any = 0.0
-  hi: Any = 1.0
-
-  def __call__(self, images, grads, step):
-    return jnp.clip(images, self.lo, self.hi)
-
-
-def clip_range(lo: float = 0.0, hi: float = 1.0) -> ClipRange:
-  """Projection onto the valid pixel range (projected gradient ascent)."""
-  return ClipRange(lo, hi)
+  return p
 
 
 @flax.struct.dataclass
@@ -334,7 +356,7 @@ class ProjectLinf:
   center: Array
   eps: Any
 
-  def __call__(self, images, grads, step):
+  def __call__(self, images, ascent, step):
     return self.center + jnp.clip(images - self.center, -self.eps, self.eps)
 
 
@@ -344,24 +366,25 @@ class ProjectL2:
   center: Array
   eps: Any
 
-  def __call__(self, images, grads, step):
+  def __call__(self, images, ascent, step):
     d = images - self.center
     norm = jnp.sqrt(jnp.sum(jnp.square(d), axis=(1, 2, 3), keepdims=True))
+    # The floor only matters at d = 0, which stays 0.
     return self.center + d * jnp.minimum(1.0, self.eps / (norm + 1e-12))
 
 
+@register("project_linf")
 def project_linf(center, eps) -> ProjectLinf:
+  """L-inf ball of radius `eps` >= 0 (per pixel) around `center` `[N, H, W, 3]`;
+  with the pixels' [0, 1] it is the attacks' exact projection."""
   checks.check_positive(eps, "eps", allow_zero=True)
   return ProjectLinf(jnp.asarray(center), eps)
 
 
+@register("project_l2")
 def project_l2(center, eps) -> ProjectL2:
+  """Per-image L2 ball of radius `eps` >= 0 around `center` `[N, H, W, 3]`."""
   checks.check_positive(eps, "eps", allow_zero=True)
   return ProjectL2(jnp.asarray(center), eps)
 
 
-TRANSFORMS = {"jitter": jitter, "roll": roll, "random_scale": random_scale,
-              "random_rotate": random_rotate}
-STEP_OPS = {"gaussian_blur": gaussian_blur, "clip_small_norm": clip_small_norm,
-            "clip_small_contribution": clip_small_contribution,
-            "clip_range": clip_range}
