@@ -221,19 +221,21 @@ class WrappedModel:
     return self.apply(self.params, images, **kwargs)
 
 
-def _metadata(name, forward, params, class_names, input_size, mean, std,
-              min_size, layer_names, aliases):
-  """Checks the metadata and finds the taps' shapes and the class count."""
+def _check_metadata(mean, std, input_size) -> None:
   for what, v in (("mean", mean), ("std", std)):
     if len(tuple(v)) != 3:
       raise ValueError(f"{what} must have 3 values (RGB); got {v!r}.")
   if min(tuple(std)) <= 0:
     raise ValueError(f"std must be positive; got {std!r}.")
   if len(tuple(input_size)) != 2 or min(input_size) < 1:
-    raise ValueError(f"input_size must be (H, W); got {input_size!r}.")
-  x = jax.ShapeDtypeStruct((1, *input_size, 3), jnp.float32)
-  logits, acts = jax.eval_shape(lambda p, x: forward(p, x, layer_names),
-                                params, x)
+    raise ValueError(f"input_size must be (H, W) of positive ints; got "
+                     f"{input_size!r}.")
+
+
+def _build(name, forward, params, class_names, input_size, mean, std, min_size,
+           layer_names, aliases, shapes, logits):
+  """The model, once the taps' `shapes` (at input_size) and the abstract
+  `logits` are known."""
   if getattr(logits, "ndim", 0) != 2:
     raise ValueError(f"{name} must return logits [N, classes]; got "
                      f"{getattr(logits, 'shape', type(logits).__name__)}.")
@@ -242,10 +244,10 @@ def _metadata(name, forward, params, class_names, input_size, mean, std,
     class_names = tuple(f"class_{i}" for i in range(n))
   if len(class_names) != n:
     raise ValueError(f"{len(class_names)} class names for {n} outputs.")
-  shapes = tuple((k, tuple(acts[k].shape[1:])) for k in layer_names)
   return WrappedModel(
       params=params, name=name, forward=forward, layer_names=layer_names,
-      tap_shapes=shapes, aliases_=tuple(aliases), class_names=tuple(class_names),
+      tap_shapes=tuple((k, tuple(shapes[k])) for k in layer_names),
+      aliases_=tuple(aliases), class_names=tuple(class_names),
       input_size=tuple(input_size), mean=tuple(mean), std=tuple(std),
       min_size=int(min_size))
 
@@ -282,6 +284,7 @@ def from_flax(module: nn.Module, variables, *, name: str,
     raise ValueError(f"from_flax needs a flax.linen.Module; got "
                      f"{type(module).__name__} (use from_function for a plain "
                      "function).")
+  _check_metadata(mean, std, input_size)
   kwargs = dict(apply_kwargs or {})
 
   def forward(variables, x, taps):
@@ -302,26 +305,29 @@ def from_flax(module: nn.Module, variables, *, name: str,
       acts[t] = inter[f"{path}/__call__"][int(i)]
     return out, acts
 
-  calls = _flax_calls(module, variables, input_size, method, kwargs)
-  names, aliases = [], []
-  for path, count in calls:
-    if count == 1:
+  calls, logits = _flax_calls(module, variables, input_size, method, kwargs)
+  names, aliases, shapes = [], [], {}
+  for path, vals in calls:
+    if len(vals) == 1:
       names.append(path)
+      shapes[path] = vals[0].shape[1:]
     else:
-      names += [f"{path}:{i}" for i in range(count)]
-      aliases.append((path, f"{path}:{count - 1}"))
+      names += [f"{path}:{i}" for i in range(len(vals))]
+      shapes.update({f"{path}:{i}": v.shape[1:] for i, v in enumerate(vals)})
+      aliases.append((path, f"{path}:{len(vals) - 1}"))
   for n in list(names) + [a for a, _ in aliases]:
     dotted = n.replace("/", ".")
     if dotted != n:
       aliases.append((dotted, dict(aliases).get(n, n)))
-  return _metadata(name, forward, variables, class_names, input_size, mean,
-                   std, min_size, tuple(names), aliases)
+  return _build(name, forward, variables, class_names, input_size, mean, std,
+                min_size, tuple(names), aliases, shapes, logits)
 
 
 def _flax_calls(module, variables, input_size, method, kwargs):
-  """`[(submodule path, number of calls)]` of the array-valued submodule
-  outputs (Flax's `capture_intermediates` on an abstract input), in the
-  order their first call finishes (a submodule after its children)."""
+  """`([(submodule path, abstract outputs of its calls)], abstract logits)`
+  from Flax's `capture_intermediates` on an abstract input, array-valued
+  outputs only, in the order the first calls finish (a submodule after its
+  children)."""
   x = jax.ShapeDtypeStruct((1, *input_size, 3), jnp.float32)
   order = []
 
@@ -334,19 +340,19 @@ def _flax_calls(module, variables, input_size, method, kwargs):
   def run(v, x):
     with nn.intercept_methods(record):
       return module.apply(v, x, method=method, capture_intermediates=True,
-                          mutable=["intermediates"], **kwargs)[1]
-  state = jax.eval_shape(run, variables, x)
+                          mutable=["intermediates"], **kwargs)
+  logits, state = jax.eval_shape(run, variables, x)
   flat = flax.traverse_util.flatten_dict(
       flax.core.unfreeze(state.get("intermediates", {})), sep="/")
-  counts = {}
+  calls = {}
   for key, vals in flat.items():
     path, _, meth = key.rpartition("/")
     # The top module's own output is the logits, not a tap.
     if meth == "__call__" and path and all(
         isinstance(v, jax.ShapeDtypeStruct) for v in vals):
-      counts[path] = len(vals)
+      calls[path] = tuple(vals)
   first = {p: i for i, p in reversed(list(enumerate(order)))}
-  return sorted(counts.items(), key=lambda pc: first.get(pc[0], len(order)))
+  return sorted(calls.items(), key=lambda pc: first.get(pc[0], len(order))), logits
 
 
 def from_function(apply_fn: Callable, params, *,
@@ -381,13 +387,15 @@ def from_function(apply_fn: Callable, params, *,
     out, acts = taps_fn(p, x)
     return out, {t: acts[t] for t in taps}
 
-  names = ()
-  if taps_fn is not None:
-    x = jax.ShapeDtypeStruct((1, *input_size, 3), jnp.float32)
-    _, acts = jax.eval_shape(taps_fn, params, x)
+  _check_metadata(mean, std, input_size)
+  x = jax.ShapeDtypeStruct((1, *input_size, 3), jnp.float32)
+  if taps_fn is None:
+    logits, acts = jax.eval_shape(apply_fn, params, x), {}
+  else:
+    logits, acts = jax.eval_shape(taps_fn, params, x)
     if not isinstance(acts, Mapping):
       raise ValueError("taps_fn must return (logits, {name: activation}); got "
                        f"{type(acts).__name__} as the second value.")
-    names = tuple(acts)
-  return _metadata(name, forward, params, class_names, input_size, mean, std,
-                   min_size, names, ())
+  return _build(name, forward, params, class_names, input_size, mean, std,
+                min_size, tuple(acts), (), {k: v.shape[1:] for k, v in acts.items()},
+                logits)
