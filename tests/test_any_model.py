@@ -176,7 +176,10 @@ class UserFlaxTest(chex.TestCase):
     self.assertTrue(bool(jnp.all((inv >= 0) & (inv <= 1))))
 
   def test_taps_and_aliases(self):
-    model, (x, _) = user_model(), user_inputs()
+    model, (x, t) = user_model(), user_inputs()
+    self.assertEqual(A.default_cam_layer(model), "block2")
+    np.testing.assert_allclose(A.explain(model, x, t, "grad_cam"),
+                               A.grad_cam(model, x, t, layer="block2"))
     self.assertEqual(model.layer_names[-3:], ("block2/conv_b", "block2", "head"))
     self.assertEqual(model.layer_shape("block2"), (8, 8, 8))
     self.assertEqual(model.layer_shape("block2", (32, 24)), (16, 12, 8))

@@ -79,7 +79,10 @@ def guided_grad_cam(model, images: Array, targets: Targets, *, layer: str,
 
 def default_cam_layer(model) -> str:
   """The deepest relu layer with spatial activations (Selvaraju et al. use the
-  last convolutional layer)."""
+  last convolutional layer); for a wrapped model (`models.from_flax`), its
+  last-finished tap with spatial activations (a ResNet's `layer4`)."""
+  if not hasattr(model, "layers"):
+    return [n for n, shape in model.tap_shapes if len(shape) == 3][-1]
   spatial = []
   for l in model.layers:
     if l.kind in ("adaptive_avgpool", "global_avgpool", "flatten", "dense"):
