@@ -185,6 +185,20 @@ class UserFlaxTest(chex.TestCase):
     self.assertEqual(model.layer_shape("block2", (32, 24)), (16, 12, 8))
     _, acts = model(x, taps=("block1.bn", "block1/bn"))
     np.testing.assert_array_equal(acts["block1.bn"], acts["block1/bn"])
+    # A perturbation enters where the tap is computed: the gradient there is
+    # the head's weight spread over block2's 8x8 positions, and inside a
+    # block (no cut) it is defined too.
+    zero = {"block2": jnp.zeros((2, 8, 8, 8)), "block2/conv_a": jnp.zeros((2, 8, 8, 8))}
+    grads = jax.grad(lambda d: jnp.take_along_axis(
+        model(x, perturb=d)[0], t[:, None], 1).sum())(zero)
+    w = user_variables()["params"]["head"]["kernel"][:, t].T / 64
+    np.testing.assert_allclose(grads["block2"],
+                               jnp.broadcast_to(w[:, None, None], (2, 8, 8, 8)),
+                               rtol=1e-6)
+    self.assertGreater(float(jnp.abs(grads["block2/conv_a"]).max()), 0.0)
+    shifted = model(x, taps=("block2",), perturb={"block2": zero["block2"] + 1})[1]
+    np.testing.assert_allclose(shifted["block2"], model(x, taps=("block2",))[1][
+        "block2"] + 1, rtol=1e-6)
 
   def test_bad_input(self):
     model, (x, t) = user_model(), user_inputs()
@@ -205,6 +219,8 @@ class UserFlaxTest(chex.TestCase):
     self.assertEqual(A.saliency(smooth, x8, t % 4).shape, x8.shape)
     with self.assertRaisesRegex(ValueError, "smooth has no ReLU for guided"):
       A.guided_backprop(smooth, x8, t % 4)
+    with self.assertRaisesRegex(ValueError, r"shape \(8,\); the tap is \(2, 8, 8, 8\)"):
+      model(x, perturb={"block2": jnp.zeros(8)})
     with self.assertRaisesRegex(ValueError, "flax.linen.Module"):
       models.from_flax(lambda x: x, {}, name="f")
 

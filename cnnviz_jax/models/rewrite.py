@@ -240,6 +240,11 @@ def transform(fn: Callable, args: tuple, *, relu: Optional[Callable] = None,
   if unknown:
     raise ValueError(f"perturbations for {sorted(unknown)} which are not taps "
                      f"of this call ({sorted(tap_dict)}).")
+  for tap, delta in perturb.items():
+    if tuple(jax.numpy.shape(delta)) != tuple(tap_dict[tap].shape):
+      raise ValueError(f"perturbation for tap {tap!r} has shape "
+                       f"{tuple(jax.numpy.shape(delta))}; the tap is "
+                       f"{tuple(tap_dict[tap].shape)}.")
   # The output positions of the taps tell which program variables they are.
   by_var = {}
   for tap, var in _tap_vars(closed, shape, set(perturb)).items():

@@ -133,6 +133,10 @@ class WrappedModel:
     """
     if isinstance(taps, str):
       taps = (taps,)
+    if not isinstance(taps, (tuple, list)) or not all(
+        isinstance(t, str) for t in taps):
+      raise ValueError("taps must be a tap name or a tuple of tap names (() "
+                       f"for none); got {taps!r}.")
     checks.check_images(images, min_size=self.min_size)
     if not logits and not taps:
       raise ValueError("logits=False needs at least one tap to compute.")
