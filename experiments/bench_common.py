@@ -2,7 +2,7 @@
 
 import statistics
 import time
-from typing import Callable, NamedTuple
+from typing import Callable, NamedTuple, Optional
 
 import jax
 
@@ -12,9 +12,14 @@ class Row(NamedTuple):
   ours_s: float      # median seconds, this library
   baseline_s: float  # median seconds, PyTorch/Captum on the identical network
   baseline: str
+  # Median of the per-pair ratios baseline/ours when the two sides were timed
+  # alternately (`paired_times`); None: the ratio of the medians.
+  paired_speedup: Optional[float] = None
 
   @property
   def speedup(self) -> float:
+    if self.paired_speedup is not None:
+      return self.paired_speedup
     return self.baseline_s / self.ours_s
 
 
@@ -43,6 +48,38 @@ def median_time(fn: Callable[[], object], repeats: int, warmup: int = 1) -> floa
     _sync(fn())
     times.append(time.perf_counter() - t)
   return statistics.median(times)
+
+
+def paired_times(fns: dict[str, Callable[[], object]], repeats: int,
+                 warmup: int = 1) -> dict[str, list[float]]:
+  """Wall times of each `fn()` (outputs waited for), the functions called in
+  turn, repeat by repeat, so that load from other jobs on a shared machine
+  falls on all of them alike; `warmup` untimed rounds first (compilation)."""
+  for _ in range(warmup):
+    for fn in fns.values():
+      _sync(fn())
+  times = {name: [] for name in fns}
+  for _ in range(repeats):
+    for name, fn in fns.items():
+      t = time.perf_counter()
+      _sync(fn())
+      times[name].append(time.perf_counter() - t)
+  return times
+
+
+def paired_row(name: str, ours: list[float], baseline: list[float],
+               baseline_name: str) -> Row:
+  """A Row from paired times: medians, and the median per-pair speed-up."""
+  ratios = [b / o for o, b in zip(ours, baseline)]
+  return Row(name, statistics.median(ours), statistics.median(baseline),
+             baseline_name, statistics.median(ratios))
+
+
+def load_average() -> str:
+  """The 1/5/15-minute load averages and the core count, for the record."""
+  import os
+  one, five, fifteen = os.getloadavg()
+  return f"load average {one:.1f} {five:.1f} {fifteen:.1f} on {os.cpu_count()} cores"
 
 
 def format_table(title: str, rows: list[Row]) -> str:

@@ -25,6 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from cnnviz_jax import _checks as checks
+from cnnviz_jax.models.conv import Conv
 
 Array = jax.Array
 ReLU = Callable[[Array], Array]
@@ -148,9 +149,8 @@ class SequentialNet(nn.Module):
           raise ValueError(
               f"input too small: layer {layer.name} needs at least {k}x{k} "
               f"after padding but gets {x.shape[1]}x{x.shape[2]}.")
-        x = nn.Conv(kw["features"], (k, k), strides=(s, s),
-                    padding=((p, p), (p, p)), kernel_init=_CONV_INIT,
-                    name=layer.name)(x)
+        x = Conv(kw["features"], k, strides=s, padding=p,
+                 kernel_init=_CONV_INIT, name=layer.name)(x)
       elif layer.kind == "bn":
         # Inference-mode BatchNorm with torch's eps; statistics live in params
         # so that a Model is a single pytree.

@@ -1,0 +1,429 @@
+"""One 2-D convolution for every network in the library, with CPU-tuned
+gradients.
+
+    y = conv2d(x, kernel, bias, stride=1, padding=1)   # NHWC, HWIO kernel
+    y = Conv(64, 3, padding=1, name="conv1_1")(x)      # the same, as Flax
+
+Values and gradients equal `lax.conv_general_dilated` and its autodiff up to
+float rounding, on every platform. Only the formulation differs, and only on
+CPU: XLA:CPU (jax 0.10.2, YNNPACK convolutions) runs the forward pass and
+stride-1 input gradients near the GEMM peak, but writes the weight gradient as
+a convolution whose "kernel" is the whole output map and whose contraction per
+tap is the batch size (4 for VGG16 attribution), which ran at 10-30% of the
+GEMM peak. A `jax.custom_vjp` picks, from the static shapes at trace time, the
+formulation measured fastest on this machine's CPU (2-core AMD EPYC, AVX-512,
+fp32 GEMM peak about 420 GFLOP/s quiet; `experiments/bench_conv.py`):
+
+- weight gradient: one GEMM per kernel tap over a shifted view of the padded
+  input (`"shift"`, maps of 100x100 and up), the taps of one kernel row
+  concatenated into one GEMM (`"rows"`, 3x3 layers on RGB), else XLA's own
+  (`"xla"`); im2col by concatenation plus one GEMM (`"im2col"`) and XLA's
+  formulation on explicitly transposed operands (`"transposed"`) were
+  measured and lost everywhere;
+- input gradient: XLA's own for stride 1, except one GEMM plus col2im
+  (`"col2im"`) for 3x3 layers on RGB (the saliency gradient); for stride
+  s > 1 the s*s output phases as stride-1 convolutions of the output gradient
+  with the matching sub-kernels (`"phase"`), instead of XLA's convolution of
+  an s-dilated input;
+- forward: XLA's own, with 1-3 input channels padded to 4 (`"pad4"`) for
+  large stride-1 kernels on RGB, where YNNPACK was slow.
+
+Gradients that nobody asked for are not computed (the kernel gradient of a
+saliency map, the image gradient of a training step): the rule sees which
+inputs are perturbed (`symbolic_zeros`). On GPU and TPU the convolution and its
+gradients are XLA's own (`lax.platform_dependent`), which cuDNN serves well.
+
+Only first-order reverse mode is defined (`custom_vjp`): the library's
+attribution and synthesis use first-order gradients; `jax.jvp` and
+second-order derivatives through `conv2d` raise. `jax.vmap` works at any level.
+"""
+
+import functools
+from typing import Callable, Optional, Sequence, Union
+
+import flax.linen as nn
+from flax.linen import dtypes as flax_dtypes
+import jax
+from jax import lax
+import jax.numpy as jnp
+
+Array = jax.Array
+IntPair = Union[int, Sequence[int]]
+Padding = Union[int, Sequence[int], Sequence[Sequence[int]]]
+
+_DN = ("NHWC", "HWIO", "NHWC")
+
+
+# --------------------------------------------------------------------------
+# Static geometry.
+
+def _pair(v: IntPair, name: str) -> tuple[int, int]:
+  v = (v, v) if isinstance(v, int) else tuple(int(u) for u in v)
+  if len(v) != 2:
+    raise ValueError(f"{name} must be an int or a pair; got {v!r}.")
+  return v
+
+
+def _pads(padding: Padding) -> tuple[tuple[int, int], tuple[int, int]]:
+  """int p, (ph, pw) or ((top, bottom), (left, right)) -> the last form."""
+  if isinstance(padding, str):
+    raise ValueError("padding must be explicit pixels (int, (ph, pw) or "
+                     f"((top, bottom), (left, right))); got {padding!r}.")
+  if isinstance(padding, int):
+    return ((padding, padding), (padding, padding))
+  padding = tuple(padding)
+  if len(padding) != 2:
+    raise ValueError(f"padding must describe 2 dimensions; got {padding!r}.")
+  return tuple((int(p), int(p)) if isinstance(p, int) else
+               tuple(int(q) for q in p) for p in padding)
+
+
+def _out_size(n: int, k: int, s: int, pads: tuple[int, int]) -> int:
+  return (n + pads[0] + pads[1] - k) // s + 1
+
+
+def _pad_input(x: Array, pads) -> Array:
+  return jnp.pad(x, ((0, 0), pads[0], pads[1], (0, 0)))
+
+
+def _views(xp: Array, kernel_hw, stride, out_hw, rows) -> list[Array]:
+  """The padded input seen by each kernel tap of `rows`: `[N, Ho, Wo, C]` each
+  (row-major over the taps)."""
+  (_, kw), (sh, sw), (ho, wo) = kernel_hw, stride, out_hw
+  return [xp[:, i:i + sh * (ho - 1) + 1:sh, j:j + sw * (wo - 1) + 1:sw]
+          for i in rows for j in range(kw)]
+
+
+# --------------------------------------------------------------------------
+# Formulations. Each takes static `stride`, `pads` and returns what XLA's
+# convolution (forward) or its transpose (gradients) would.
+
+def _xla_forward(x, kernel, *, stride, pads):
+  return lax.conv_general_dilated(x, kernel, stride, pads, dimension_numbers=_DN)
+
+
+def _pad4_forward(x, kernel, *, stride, pads):
+  # YNNPACK ran the 9x9 3->32 layer at 256x256 (Johnson et al.'s first
+  # layer) 3.9x faster with the 3 input channels zero-padded to 4; zero
+  # channels add exact zeros, so values are unchanged.
+  extra = -x.shape[-1] % 4  # up to a multiple of 4
+  x = jnp.pad(x, ((0, 0), (0, 0), (0, 0), (0, extra)))
+  kernel = jnp.pad(kernel, ((0, 0), (0, 0), (0, extra), (0, 0)))
+  return _xla_forward(x, kernel, stride=stride, pads=pads)
+
+
+FORWARD: dict[str, Callable] = {"xla": _xla_forward, "pad4": _pad4_forward}
+
+
+def _xla_input_grad(kernel, g, *, x_shape, stride, pads):
+  x = jnp.zeros(x_shape, g.dtype)
+  return jax.vjp(lambda x: _xla_forward(x, kernel, stride=stride, pads=pads), x)[1](g)[0]
+
+
+def _phase_input_grad(kernel, g, *, x_shape, stride, pads):
+  """The input gradient of a stride-s convolution, phase by phase.
+
+  Padded input row r = s*m + a receives g[m - q] * kernel[a + s*q] for all q:
+  for each phase a (and b across columns) that is a stride-1 correlation of g
+  with the flipped sub-kernel kernel[a::s], which YNNPACK runs at GEMM speed,
+  where XLA's own transpose convolves an s-dilated g (3/4 zeros at s = 2).
+  """
+  n, h, w, c = x_shape
+  kh, kw = kernel.shape[:2]
+  (sh, sw), ((pt, pb), (pl, pr)) = stride, pads
+  _, ho, wo, _ = g.shape
+  m_rows, m_cols = -(-(h + pt + pb) // sh), -(-(w + pl + pr) // sw)
+  phases = []
+  for a in range(sh):
+    row = []
+    for b in range(sw):
+      sub = kernel[a::sh, b::sw]
+      qa, qb = sub.shape[:2]
+      if qa == 0 or qb == 0:  # kernel smaller than the stride: no taps here
+        row.append(jnp.zeros((n, m_rows, m_cols, c), g.dtype))
+        continue
+      sub = sub[::-1, ::-1].transpose(0, 1, 3, 2)  # [qa, qb, O, C], flipped
+      gp = jnp.pad(g, ((0, 0), (qa - 1, max(0, m_rows - ho)),
+                       (qb - 1, max(0, m_cols - wo)), (0, 0)))
+      gp = gp[:, :m_rows + qa - 1, :m_cols + qb - 1]
+      row.append(_xla_forward(gp, sub, stride=(1, 1), pads=((0, 0), (0, 0))))
+    phases.append(jnp.stack(row, axis=3))      # [N, M, M', sw, C]
+  full = jnp.stack(phases, axis=2)             # [N, M, sh, M', sw, C]
+  full = full.reshape(n, m_rows * sh, m_cols * sw, c)
+  return full[:, pt:pt + h, pl:pl + w]
+
+
+def _col2im_input_grad(kernel, g, *, x_shape, stride, pads):
+  """One GEMM `g [N*Ho*Wo, O] @ kernel^T [O, kh*kw*C]`, then each tap's
+  columns added into its shifted view of the padded input (col2im). For 1-3
+  input channels, where XLA's transposed convolution has only C outputs."""
+  n, h, w, c = x_shape
+  kh, kw, _, o = kernel.shape
+  (sh, sw), ((pt, pb), (pl, pr)) = stride, pads
+  _, ho, wo, _ = g.shape
+  cols = (g.reshape(-1, o) @ kernel.reshape(kh * kw * c, o).T).reshape(
+      n, ho, wo, kh, kw, c)
+  dx = jnp.zeros((n, max(h + pt + pb, sh * (ho - 1) + kh),
+                  max(w + pl + pr, sw * (wo - 1) + kw), c), g.dtype)
+  for i in range(kh):
+    for j in range(kw):
+      dx = dx.at[:, i:i + sh * (ho - 1) + 1:sh, j:j + sw * (wo - 1) + 1:sw].add(
+          cols[:, :, :, i, j])
+  return dx[:, pt:pt + h, pl:pl + w]
+
+
+INPUT_GRAD: dict[str, Callable] = {"xla": _xla_input_grad,
+                                   "phase": _phase_input_grad,
+                                   "col2im": _col2im_input_grad}
+
+
+def _xla_weight_grad(x, g, *, kernel_shape, stride, pads):
+  kernel = jnp.zeros(kernel_shape, g.dtype)
+  return jax.vjp(lambda k: _xla_forward(x, k, stride=stride, pads=pads), kernel)[1](g)[0]
+
+
+def _tap_gemm(view: Array, g2: Array) -> Array:
+  """`view [N, Ho, Wo, C']` and `g2 [N*Ho*Wo, O]` -> `[C', O]`, contracting
+  over all pixels (a transposed-A GEMM; no transpose is materialized)."""
+  return lax.dot_general(view.reshape(-1, view.shape[-1]), g2,
+                         (((0,), (0,)), ((), ())))
+
+
+def _shift_weight_grad(x, g, *, kernel_shape, stride, pads):
+  """One GEMM per kernel tap: dW[i, j] = view(i, j)^T g."""
+  kh, kw, c, o = kernel_shape
+  g2 = g.reshape(-1, o)
+  views = _views(_pad_input(x, pads), (kh, kw), stride, g.shape[1:3], range(kh))
+  return jnp.stack([_tap_gemm(v, g2) for v in views]).reshape(kernel_shape)
+
+
+def _rows_weight_grad(x, g, *, kernel_shape, stride, pads):
+  """One GEMM per kernel row, over the row's taps concatenated on channels:
+  a third of im2col's memory, GEMMs kw times deeper than "shift"."""
+  kh, kw, c, o = kernel_shape
+  g2 = g.reshape(-1, o)
+  xp = _pad_input(x, pads)
+  rows = [_tap_gemm(jnp.concatenate(
+      _views(xp, (kh, kw), stride, g.shape[1:3], [i]), axis=-1), g2)
+          for i in range(kh)]
+  return jnp.stack(rows).reshape(kernel_shape)
+
+
+def _im2col_weight_grad(x, g, *, kernel_shape, stride, pads):
+  """im2col by concatenating the tap views, then one GEMM."""
+  kh, kw, c, o = kernel_shape
+  cols = jnp.concatenate(_views(_pad_input(x, pads), (kh, kw), stride,
+                                g.shape[1:3], range(kh)), axis=-1)
+  return _tap_gemm(cols, g.reshape(-1, o)).reshape(kernel_shape)
+
+
+def _transposed_weight_grad(x, g, *, kernel_shape, stride, pads):
+  """XLA's own formulation (a convolution of x, channels as the batch, with g,
+  pixels as the kernel), on explicitly transposed operands: the layouts are
+  ours rather than XLA's layout assignment's."""
+  kh, kw = kernel_shape[:2]
+  (sh, sw), ((pt, pb), (pl, pr)) = stride, pads
+  ho, wo = g.shape[1:3]
+  # Crop the padded input to the rows and columns the windows reach.
+  xp = _pad_input(x, pads)[:, :sh * (ho - 1) + kh, :sw * (wo - 1) + kw]
+  out = lax.conv_general_dilated(
+      xp.transpose(3, 1, 2, 0), g.transpose(1, 2, 0, 3), (1, 1),
+      ((0, 0), (0, 0)), rhs_dilation=(sh, sw), dimension_numbers=_DN)
+  return out.transpose(1, 2, 0, 3)  # [C, kh, kw, O] -> HWIO
+
+
+WEIGHT_GRAD: dict[str, Callable] = {
+    "xla": _xla_weight_grad, "shift": _shift_weight_grad,
+    "rows": _rows_weight_grad, "im2col": _im2col_weight_grad,
+    "transposed": _transposed_weight_grad}
+
+
+# --------------------------------------------------------------------------
+# Which formulation, from static shapes (CPU only).
+
+def plan(x_shape, kernel_shape, stride: IntPair = 1,
+         padding: Padding = 0) -> dict[str, str]:
+  """The formulations `conv2d` uses on CPU for these shapes.
+
+  Args:
+    x_shape: `(N, H, W, C)`.
+    kernel_shape: `(kh, kw, C, O)`.
+    stride, padding: as in `conv2d`.
+
+  Returns:
+    `{"forward": name in FORWARD, "input_grad": name in INPUT_GRAD,
+    "weight_grad": name in WEIGHT_GRAD}`.
+  """
+  stride, pads = _pair(stride, "stride"), _pads(padding)
+  _, h, w, c = x_shape
+  kh, kw, _, _ = kernel_shape
+  ho, wo = _out_size(h, kh, stride[0], pads[0]), _out_size(w, kw, stride[1], pads[1])
+  strided = max(stride) > 1
+  return {"forward": _forward_rule(c, kh * kw, strided),
+          "input_grad": _input_grad_rule(c, kh * kw, strided),
+          "weight_grad": _weight_grad_rule(c, kh * kw, strided, ho * wo)}
+
+
+# The rules below come from paired timings (formulations called alternately,
+# median of 5 per-pair ratios, `/tmp`-style scratch runs of the functions in
+# FORWARD / INPUT_GRAD / WEIGHT_GRAD) on the 2-core EPYC while other jobs kept
+# its load average at 3-19: ratios, not absolute speeds, are what held up.
+# "x" is the speed-up over XLA's own formulation, batch 4 unless stated.
+
+def _forward_rule(c: int, taps: int, strided: bool) -> str:
+  # 1-3 input channels, a large stride-1 kernel: 9x9 3->32 at 256 (Johnson's
+  # first layer) 3.9x with "pad4". Not for 3x3 (VGG conv1_1, 1.05x) nor for
+  # AlexNet's 11x11 stride 4 (0.86x).
+  return "pad4" if c < 4 and taps >= 25 and not strided else "xla"
+
+
+def _input_grad_rule(c: int, taps: int, strided: bool) -> str:
+  if strided:
+    # 3x3 stride 2: 32->64 at 256 1.72x, 64->128 at 128 1.18x; but AlexNet's
+    # 11x11 stride 4 from 3 channels 0.78x.
+    return "phase" if c >= 4 else "xla"
+  # The image gradient of a 3x3 first layer (saliency): CIFAR VGG conv1_1 at
+  # batch 128 2.77x, VGG16 conv1_1 at 224 1.14x; a 9x9 one 0.15x (81 adds).
+  return "col2im" if c < 4 and taps <= 9 else "xla"
+
+
+def _weight_grad_rule(c: int, taps: int, strided: bool, out_pixels: int) -> str:
+  if strided:
+    # 3x3 stride 2, 32->64 at 256: "shift" 0.99x, "rows" 1.12x, and 0.5x-0.8x
+    # in a quieter run: XLA's own.
+    return "xla"
+  if c < 4:
+    # 3x3 from RGB: CIFAR VGG conv1_1 at batch 128 "rows" 1.88x ("im2col"
+    # 1.78x, "shift" 1.26x), VGG16 conv1_1 1.69x (1.27x, 1.14x); the 9x9
+    # 3->32 layer: "rows" 0.56x.
+    return "rows" if taps <= 9 else "xla"
+  # XLA contracts only over the batch per tap of the output-sized "kernel",
+  # which hurts on large maps: 112x112 64->128 "shift" 2.6x-2.9x, 224x224
+  # 64->64 1.2x-1.35x; from 64x64 down it was within noise of XLA (0.8x-1.3x:
+  # 64x64 128->128 0.82x-0.95x, 56x56 1.09x-1.15x, 28x28 0.98x, 14x14 1.05x).
+  return "shift" if out_pixels >= 100 * 100 else "xla"
+
+
+# --------------------------------------------------------------------------
+# The primitive.
+
+@functools.lru_cache(maxsize=None)
+def _conv_fn(stride, pads, methods: Optional[tuple[str, str, str]]):
+  """`f(x, kernel)` with a custom VJP, for static stride/padding. `methods`
+  forces (forward, input_grad, weight_grad) names on CPU; None uses `plan`."""
+
+  def chosen(x_shape, kernel_shape):
+    if methods is not None:
+      return dict(zip(("forward", "input_grad", "weight_grad"), methods))
+    return plan(x_shape, kernel_shape, stride, pads)
+
+  def on_cpu(cpu_fn, default_fn, *args):
+    # Decided when lowering for the platform: GPU/TPU get XLA's own.
+    return lax.platform_dependent(*args, cpu=cpu_fn, default=default_fn)
+
+  @jax.custom_vjp
+  def f(x, kernel):
+    return forward(x, kernel)
+
+  def forward(x, kernel):
+    name = chosen(x.shape, kernel.shape)["forward"]
+    return on_cpu(functools.partial(FORWARD[name], stride=stride, pads=pads),
+                  functools.partial(_xla_forward, stride=stride, pads=pads),
+                  x, kernel)
+
+  def fwd(x, kernel):
+    y = forward(x.value, kernel.value)
+    # Keep only what the requested gradients need.
+    return y, (x.value if kernel.perturbed else None,
+               kernel.value if x.perturbed else None,
+               x.value.shape, kernel.value.shape)
+
+  def bwd(res, g):
+    x, kernel, x_shape, kernel_shape = res
+    if isinstance(g, jax.custom_derivatives.SymbolicZero):
+      return None, None
+    plan_ = chosen(x_shape, kernel_shape)
+    dx = dk = None
+    if kernel is not None:
+      dx = on_cpu(
+          functools.partial(INPUT_GRAD[plan_["input_grad"]], x_shape=x_shape,
+                            stride=stride, pads=pads),
+          functools.partial(_xla_input_grad, x_shape=x_shape, stride=stride,
+                            pads=pads),
+          kernel, g)
+    if x is not None:
+      dk = on_cpu(
+          functools.partial(WEIGHT_GRAD[plan_["weight_grad"]],
+                            kernel_shape=kernel_shape, stride=stride, pads=pads),
+          functools.partial(_xla_weight_grad, kernel_shape=kernel_shape,
+                            stride=stride, pads=pads),
+          x, g)
+    return dx, dk
+
+  f.defvjp(fwd, bwd, symbolic_zeros=True)
+  return f
+
+
+def conv2d(x: Array, kernel: Array, bias: Optional[Array] = None, *,
+           stride: IntPair = 1, padding: Padding = 0,
+           _methods: Optional[tuple[str, str, str]] = None) -> Array:
+  """2-D cross-correlation, as `torch.nn.functional.conv2d` and Flax `nn.Conv`.
+
+  Args:
+    x: `[N, H, W, C]`.
+    kernel: `[kh, kw, C, O]` (HWIO, as Flax `nn.Conv` stores it).
+    bias: `[O]` or None.
+    stride: int or `(sh, sw)`.
+    padding: zero padding in pixels: int, `(ph, pw)` or
+      `((top, bottom), (left, right))`.
+    _methods: benchmarks only: force `(forward, input_grad, weight_grad)`
+      formulation names on CPU.
+
+  Returns:
+    `[N, Ho, Wo, O]`, `Ho = (H + top + bottom - kh) // sh + 1`.
+  """
+  if x.ndim != 4 or kernel.ndim != 4:
+    raise ValueError(f"conv2d takes x [N, H, W, C] and kernel [kh, kw, C, O]; "
+                     f"got shapes {x.shape} and {kernel.shape}.")
+  if x.shape[-1] != kernel.shape[2]:
+    raise ValueError(f"x has {x.shape[-1]} channels but the kernel expects "
+                     f"{kernel.shape[2]} (kernel shape {kernel.shape}).")
+  x, kernel, bias = flax_dtypes.promote_dtype(x, kernel, bias)
+  y = _conv_fn(_pair(stride, "stride"), _pads(padding), _methods)(x, kernel)
+  return y if bias is None else y + bias
+
+
+# torchvision's conv initializer (torchvision/models/vgg.py
+# `_initialize_weights`): kaiming normal with fan_out.
+default_kernel_init = nn.initializers.variance_scaling(2.0, "fan_out", "normal")
+
+
+class Conv(nn.Module):
+  """Flax module over `conv2d`, with `nn.Conv`'s parameters: `kernel`
+  `[kh, kw, C, features]` and `bias` `[features]` (checkpoints and the
+  torchvision conversion are the same as for `nn.Conv`).
+
+  Attributes:
+    features: output channels.
+    kernel_size: int or `(kh, kw)`.
+    strides: int or `(sh, sw)`.
+    padding: zero padding in pixels (see `conv2d`).
+    use_bias: add a bias.
+    kernel_init, bias_init: initializers.
+  """
+  features: int
+  kernel_size: IntPair
+  strides: IntPair = 1
+  padding: Padding = 0
+  use_bias: bool = True
+  kernel_init: Callable = default_kernel_init
+  bias_init: Callable = nn.initializers.zeros
+
+  @nn.compact
+  def __call__(self, x: Array) -> Array:
+    kh, kw = _pair(self.kernel_size, "kernel_size")
+    kernel = self.param("kernel", self.kernel_init,
+                        (kh, kw, x.shape[-1], self.features))
+    bias = (self.param("bias", self.bias_init, (self.features,))
+            if self.use_bias else None)
+    return conv2d(x, kernel, bias, stride=self.strides, padding=self.padding)

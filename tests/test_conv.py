@@ -1,0 +1,174 @@
+"""`models.conv`: values and gradients equal XLA's convolution and its autodiff
+for every formulation, kernel size, stride, padding and odd size."""
+
+from absl.testing import parameterized
+import chex
+import flax.linen as nn
+import jax
+from jax import lax
+import jax.numpy as jnp
+import numpy as np
+
+from cnnviz_jax.models import conv as C
+
+# Float32 sums of up to a few hundred terms, compared as a fraction of the
+# largest reference entry: a reordered summation moves them by ~1e-6.
+_RTOL = 2e-5
+
+# (kernel, stride, padding, height, width, batch, in channels, out channels):
+# kernels 1/3/5/11, strides 1/2/4, paddings 0/1/2, odd and even sizes (sizes
+# where the last window does not reach the border), batch 1 and > 1, 3
+# input channels (the pad-to-4 forward) and more.
+_CASES = (
+    (1, 1, 0, 7, 5, 2, 5, 4),
+    (1, 2, 0, 9, 8, 1, 3, 6),
+    (3, 1, 1, 9, 7, 1, 3, 8),
+    (3, 1, 0, 6, 5, 3, 4, 5),
+    (3, 2, 1, 9, 10, 2, 6, 7),
+    (3, 2, 0, 8, 9, 2, 3, 4),
+    (3, 4, 2, 13, 11, 1, 5, 3),
+    (5, 1, 2, 11, 9, 2, 3, 6),
+    (5, 2, 2, 10, 13, 3, 2, 5),
+    (5, 4, 1, 15, 12, 2, 4, 4),
+    (11, 4, 2, 35, 31, 2, 3, 8),
+    (11, 1, 0, 12, 11, 1, 2, 3),
+)
+
+
+def _named(cases):
+  return [("_".join(map(str, c)),) + c for c in cases]
+
+
+def _reference(x, kernel, bias, stride, padding):
+  y = lax.conv_general_dilated(x, kernel, (stride, stride),
+                               ((padding, padding), (padding, padding)),
+                               dimension_numbers=("NHWC", "HWIO", "NHWC"))
+  return y + bias
+
+
+def _inputs(k, n, h, w, cin, cout, seed=0):
+  kx, kk, kb = jax.random.split(jax.random.PRNGKey(seed), 3)
+  return (jax.random.normal(kx, (n, h, w, cin)),
+          jax.random.normal(kk, (k, k, cin, cout)) / k,
+          jax.random.normal(kb, (cout,)))
+
+
+def _one_at_a_time():
+  """Each formulation once, the other two parts XLA's: (forward, input_grad,
+  weight_grad) name triples."""
+  return ([(f, "xla", "xla") for f in C.FORWARD] +
+          [("xla", i, "xla") for i in C.INPUT_GRAD if i != "xla"] +
+          [("xla", "xla", w) for w in C.WEIGHT_GRAD if w != "xla"])
+
+
+def _assert_close(test, got, want, what):
+  got, want = np.asarray(got), np.asarray(want)
+  test.assertEqual(got.shape, want.shape, what)
+  scale = float(np.abs(want).max()) or 1.0
+  err = float(np.abs(got - want).max()) / scale
+  test.assertLess(err, _RTOL, f"{what}: max error {err:.2e} of {scale:.2e}")
+
+
+class Conv2dTest(chex.TestCase, parameterized.TestCase):
+
+  def _check(self, conv, k, s, p, h, w, n, cin, cout):
+    x, kernel, bias = _inputs(k, n, h, w, cin, cout, seed=k * 31 + s * 7 + p)
+    want, want_vjp = jax.vjp(
+        lambda x, k_, b: _reference(x, k_, b, s, p), x, kernel, bias)
+    cot = jax.random.normal(jax.random.PRNGKey(5), want.shape)
+
+    def value_and_grads(x, kernel, bias, cot):
+      y, vjp = jax.vjp(conv, x, kernel, bias)
+      return (y,) + vjp(cot)
+
+    got = self.variant(value_and_grads)(x, kernel, bias, cot)
+    for name, g, r in zip(("y", "d x", "d kernel", "d bias"), got,
+                          (want,) + want_vjp(cot)):
+      _assert_close(self, g, r, name)
+
+  @chex.variants(with_jit=True, without_jit=True)
+  @parameterized.named_parameters(*_named(_CASES))
+  def test_matches_xla(self, k, s, p, h, w, n, cin, cout):
+    self._check(lambda x, k_, b: C.conv2d(x, k_, b, stride=s, padding=p),
+                k, s, p, h, w, n, cin, cout)
+
+  @chex.variants(with_jit=True)
+  @parameterized.named_parameters(*_named(_CASES[1::2]))
+  def test_every_formulation_matches_xla(self, k, s, p, h, w, n, cin, cout):
+    for methods in _one_at_a_time():
+      with self.subTest(methods=methods):
+        self._check(lambda x, k_, b: C.conv2d(x, k_, b, stride=s, padding=p,
+                                              _methods=methods),
+                    k, s, p, h, w, n, cin, cout)
+
+  def test_asymmetric_padding_and_stride(self):
+    x, kernel, bias = _inputs(3, 2, 11, 9, 4, 5)
+    kernel = kernel[:, :2]  # a 3x2 kernel
+    pads, stride = ((2, 0), (1, 3)), (2, 3)
+
+    def ref(x, k_):
+      return lax.conv_general_dilated(x, k_, stride, pads, dimension_numbers=(
+          "NHWC", "HWIO", "NHWC"))
+    for methods in _one_at_a_time():
+      conv = lambda x, k_: C.conv2d(x, k_, stride=stride, padding=pads,
+                                    _methods=methods)
+      y, vjp = jax.vjp(conv, x, kernel)
+      y0, vjp0 = jax.vjp(ref, x, kernel)
+      for g, r in zip((y,) + vjp(y0), (y0,) + vjp0(y0)):
+        _assert_close(self, g, r, str(methods))
+
+  @chex.variants(with_jit=True, without_jit=True)
+  def test_vmap(self):
+    # Sweeps vmap the whole model: over images, and over kernels too.
+    x, kernel, bias = _inputs(3, 2, 9, 9, 3, 4)
+    xs = jnp.stack([x, 2 * x, -x])
+    kernels = jnp.stack([kernel, kernel + 1, -kernel])
+
+    def loss(conv, x, k_):
+      return (conv(x, k_, bias, 2, 1) ** 2).sum()
+
+    ours = lambda x, k_, b, s, p: C.conv2d(x, k_, b, stride=s, padding=p)
+    grad = lambda conv: jax.vmap(jax.grad(lambda x, k_: loss(conv, x, k_),
+                                          argnums=(0, 1)))
+    got = self.variant(grad(ours))(xs, kernels)
+    want = grad(_reference)(xs, kernels)
+    for g, r in zip(got, want):
+      _assert_close(self, g, r, "vmap grads")
+
+  def test_only_requested_gradients(self):
+    x, kernel, _ = _inputs(3, 2, 8, 8, 3, 4)
+    f = lambda x, k_: (C.conv2d(x, k_, padding=1) ** 2).sum()
+    r = lambda x, k_: (_reference(x, k_, 0.0, 1, 1) ** 2).sum()
+    _assert_close(self, jax.grad(f)(x, kernel), jax.grad(r)(x, kernel), "dx")
+    _assert_close(self, jax.grad(f, 1)(x, kernel), jax.grad(r, 1)(x, kernel),
+                  "dkernel")
+
+  def test_checks_shapes(self):
+    with self.assertRaisesRegex(ValueError, "channels"):
+      C.conv2d(jnp.zeros((1, 5, 5, 3)), jnp.zeros((3, 3, 4, 2)))
+    with self.assertRaisesRegex(ValueError, "padding"):
+      C.conv2d(jnp.zeros((1, 5, 5, 3)), jnp.zeros((3, 3, 3, 2)), padding="SAME")
+
+  def test_plan_names_are_registered(self):
+    for shape in ((4, 224, 224, 3), (4, 112, 112, 64), (256, 8, 8, 256)):
+      for k, s in ((3, 1), (9, 1), (3, 2), (11, 4)):
+        plan = C.plan(shape, (k, k, shape[-1], 64), s, k // 2)
+        self.assertIn(plan["forward"], C.FORWARD)
+        self.assertIn(plan["input_grad"], C.INPUT_GRAD)
+        self.assertIn(plan["weight_grad"], C.WEIGHT_GRAD)
+
+
+class ConvModuleTest(parameterized.TestCase):
+
+  def test_same_params_as_flax_conv(self):
+    # Same names, shapes and initial values as nn.Conv: checkpoints and the
+    # torchvision conversion do not change.
+    x = jnp.ones((2, 9, 9, 3))
+    init = C.default_kernel_init
+    ours = C.Conv(8, 3, strides=2, padding=1)
+    theirs = nn.Conv(8, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)),
+                     kernel_init=init)
+    key = jax.random.PRNGKey(0)
+    p_ours, p_theirs = ours.init(key, x), theirs.init(key, x)
+    chex.assert_trees_all_equal(p_ours, p_theirs)
+    _assert_close(self, ours.apply(p_ours, x), theirs.apply(p_theirs, x), "y")
