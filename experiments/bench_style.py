@@ -5,9 +5,12 @@ losses, same optimizer (Adam on pixels).
     python experiments/benchmark.py style [--repeats=3] [--quick]
 
 Rows: the time per step of style transfer (5 Gram layers relu1_1..relu5_1,
-content relu4_2, TV) on VGG16 (random weights) at 256x256 and 512x512; and a
+content relu4_2, TV) on VGG16 (random weights) at 256x256 and 512x512; a
 16-point sweep (style weight x TV weight) as one vmapped call vs 16
-sequential PyTorch runs. The two sides run alternately, pair by pair, so
+sequential PyTorch runs; and feed-forward stylization (`style.stylize`, the
+shipped `Stylizer`) of one image at 256x256 and 512x512 vs the identical
+network in eager PyTorch (`TorchStylizer`, weights copied, outputs checked
+equal first). The two sides run alternately, pair by pair, so
 both see the same machine load; each row's name carries the median of the
 per-pair ratios (the figure to quote), its columns the median times.
 """
@@ -93,6 +96,76 @@ class TorchGatys:
     return x.detach()
 
 
+class TorchStylizer(torch.nn.Module):
+  """`style.Stylizer` in eager PyTorch (NCHW) with the same parameters:
+  reflection padding, conv, instance norm with the blended affine part,
+  nearest resize to the encoder stage's size, sigmoid."""
+
+  def __init__(self, net, params, weights):
+    super().__init__()
+    self.flat = {k: torch.from_numpy(np.array(v)) for k, v in
+                 models.core.flatten(params).items()}
+    self.w = torch.as_tensor(np.asarray(weights, np.float32))
+    self.net = net
+
+  def _conv(self, x, name, stride=1):
+    k = self.flat[f"{name}/kernel"].permute(3, 2, 0, 1).contiguous()  # HWIO -> OIHW
+    p = k.shape[-1] // 2
+    x = torch.nn.functional.pad(x, (p, p, p, p), mode="reflect")
+    return torch.nn.functional.conv2d(x, k, self.flat[f"{name}/bias"], stride=stride)
+
+  def _block(self, x, name, stride=1, relu=True):
+    x = torch.nn.functional.instance_norm(self._conv(x, f"{name}/conv", stride), eps=1e-5)
+    gamma = self.w @ self.flat[f"{name}/norm/scale"]
+    beta = self.w @ self.flat[f"{name}/norm/bias"]
+    x = x * gamma[None, :, None, None] + beta[None, :, None, None]
+    return torch.relu(x) if relu else x
+
+  def forward(self, x):
+    x = x * 2.0 - 1.0
+    x = self._block(x, "enc1")
+    h1 = x.shape[2:]
+    x = self._block(x, "enc2", 2)
+    h2 = x.shape[2:]
+    x = self._block(x, "enc3", 2)
+    for i in range(self.net.num_residual):
+      x = x + self._block(self._block(x, f"res{i + 1}/a"), f"res{i + 1}/b", relu=False)
+    x = self._block(torch.nn.functional.interpolate(x, size=tuple(h2), mode="nearest"), "dec1")
+    x = self._block(torch.nn.functional.interpolate(x, size=tuple(h1), mode="nearest"), "dec2")
+    return torch.sigmoid(self._conv(x, "out"))
+
+
+def _stylizer():
+  """The shipped stylizer, or (before one is trained) the same architecture
+  with random parameters: the speed does not depend on the values."""
+  try:
+    return style.load_stylizer()
+  except FileNotFoundError:
+    net = style.Stylizer(num_styles=4)
+    return net, net.init_params(jax.random.PRNGKey(0))
+
+
+def stylize_row(hw, repeats):
+  net, params = _stylizer()
+  x = _images(hw, 0)
+  weights = np.eye(net.num_styles, dtype=np.float32)[0]
+  theirs = TorchStylizer(net, params, weights)
+  xt = torch_reference.nhwc_to_nchw(x)
+
+  def torch_run():
+    with torch.no_grad():
+      return theirs(xt)
+  # The identical network: the outputs agree before anything is timed.
+  err = np.abs(np.asarray(style.stylize(net, params, x, style=0))
+               - torch_reference.nchw_to_nhwc(torch_run())).max()
+  if err > 1e-4:
+    raise AssertionError(f"TorchStylizer differs from style.Stylizer by {err:.3g}.")
+  o, t, r = _paired(lambda: style.stylize(net, params, x, style=0), torch_run,
+                    repeats)
+  return _row(f"stylize {hw[0]}x{hw[1]} (1 image, forward)", o, t, r,
+              "torch eager, same network")
+
+
 def _paired(ours, theirs, repeats):
   """Alternates the two (ours first), after one warm-up each; returns
   (median ours s, median theirs s, median of per-pair ratios theirs/ours)."""
@@ -164,16 +237,19 @@ def run(repeats: int, quick: bool) -> list[bench_common.Row]:
   if quick:
     vgg = models.load("vgg11", key=jax.random.PRNGKey(0))
     return [step_row(vgg, (32, 32), 2, repeats),
-            sweep_row(models.load("cifar_vgg"), (32, 32), 2, repeats)]
+            sweep_row(models.load("cifar_vgg"), (32, 32), 2, repeats),
+            stylize_row((64, 64), repeats)]
   vgg = models.load("vgg16", key=jax.random.PRNGKey(0))
   if _on_gpu():
     # No while-loop penalty on GPUs (module doc of the engine): long rolled
     # chunks compile once and fast.
     return [step_row(vgg, (256, 256), 50, repeats, chunk=50, unroll=1),
             step_row(vgg, (512, 512), 50, repeats, chunk=50, unroll=1),
-            sweep_row(vgg, (256, 256), 50, repeats, chunk=50, unroll=1)]
+            sweep_row(vgg, (256, 256), 50, repeats, chunk=50, unroll=1),
+            stylize_row((256, 256), repeats), stylize_row((512, 512), repeats)]
   # 5 steps: one unrolled chunk (the engine's CPU default); the sweep on the
   # CIFAR network at 64 px keeps 16 CPU runs inside minutes.
   return [step_row(vgg, (256, 256), 5, repeats),
           step_row(vgg, (512, 512), 5, max(1, repeats // 2)),
-          sweep_row(models.load("cifar_vgg"), (64, 64), 10, repeats)]
+          sweep_row(models.load("cifar_vgg"), (64, 64), 10, repeats),
+          stylize_row((256, 256), repeats), stylize_row((512, 512), repeats)]

@@ -6,11 +6,14 @@ baseline (Efros & Leung 1999; Wei & Levoy 2000).
     tex = style.texture(model, example, (128, 128), key=key)  # [1, H, W, 3]
     out = style.transfer(model, content, [painting], key=key, optimizer="lbfgs")
     el = style.texture_nonparametric(example, (64, 64), key=key)  # [H, W, 3]
+    stylizer, params = style.load_stylizer()   # feed-forward, 4 paintings
+    out = style.stylize(stylizer, params, images, style=[0.5, 0, 0, 0.5])
 
 The Gram and content terms are objective terms (`gram_loss`, `style_loss`,
 `content_loss`), so they compose with every other `objectives` term and run
 on the one synthesis engine; `transfer_sweep` vmaps style transfer over its
-weights.
+weights. `Stylizer` is Johnson et al.'s feed-forward network with conditional
+instance norm (Dumoulin et al. 2017), trained on the same terms (`train`).
 """
 
 from cnnviz_jax.style._gram import (
@@ -23,6 +26,12 @@ from cnnviz_jax.style._transfer import (
     default_layers, losses, memory_estimate, pyramid, style_grams, texture,
     texture_problem, transfer, transfer_multiscale, transfer_problem,
     transfer_sweep)
+from cnnviz_jax.style._stylizer import (
+    CondInstanceNorm, Stylizer, architecture, instance_norm, load_stylizer,
+    save_stylizer, style_weights, stylize, stylizer_info)
+from cnnviz_jax.style._fast_train import (
+    CHECKPOINT, EXPORT, ContentPool, Recipe, batch_for_step, check_recipe,
+    content_pool, make_loss, style_targets, train)
 
 __all__ = ["blend_grams", "content_loss", "gram_loss", "gram_matrix",
            "style_loss", "COLOR_MODES", "luminance_transfer",
@@ -31,4 +40,9 @@ __all__ = ["blend_grams", "content_loss", "gram_loss", "gram_matrix",
            "GATYS_STYLE", "OPTIMIZERS", "Problem", "default_layers", "losses",
            "memory_estimate", "pyramid", "style_grams", "texture",
            "texture_problem", "transfer", "transfer_multiscale",
-           "transfer_problem", "transfer_sweep"]
+           "transfer_problem", "transfer_sweep", "CondInstanceNorm",
+           "Stylizer", "architecture", "instance_norm", "load_stylizer",
+           "save_stylizer", "style_weights", "stylize", "stylizer_info",
+           "CHECKPOINT", "EXPORT", "ContentPool", "Recipe", "batch_for_step",
+           "check_recipe", "content_pool", "make_loss", "style_targets",
+           "train"]

@@ -1,0 +1,375 @@
+"""Training a `Stylizer` on the perceptual losses (Johnson et al. 2016;
+Dumoulin et al. 2017 for several styles in one network).
+
+The loss is the style-transfer objective of `_transfer` with the network's
+output in place of the optimized image: `style_weight * sum_l w_l gram_loss
++ content_weight * content_loss - tv_weight * tv`, on the loss network's
+`default_layers`, negated and averaged over the batch. Each image of a batch
+gets its own style (a shuffled cycle over the styles), so conditional
+instance norm sees every style in every step (`gram_loss` takes one target
+per image).
+
+Content images: random crops, at several scales and flipped, of a pool of
+photographs, plus CIFAR-10 images upsampled to the crop size (a blurry but
+varied complement where no COCO is at hand). Batches are drawn on the host
+from `numpy.random.default_rng((seed, step))`, so step `s` sees the same
+batch whether or not the run was interrupted before it.
+
+Work is never lost: every `checkpoint_every` steps the step, the parameters,
+the optimizer state and the loss history go to `<workdir>/checkpoint.msgpack`
+(atomically), and the stylizer to `<workdir>/stylizer.safetensors`. A run
+killed at any moment resumes to the same parameters an uninterrupted run
+reaches; `steps_per_run` ends a sitting early.
+"""
+
+import dataclasses
+import json
+import os
+import time
+from typing import Callable, Optional, Sequence
+
+from absl import logging
+import flax
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from cnnviz_jax import image as image_lib
+from cnnviz_jax import io
+from cnnviz_jax import objectives as O
+from cnnviz_jax.style import _gram, _transfer
+from cnnviz_jax.style import _stylizer as S
+
+Array = jax.Array
+
+CHECKPOINT = "checkpoint.msgpack"
+EXPORT = "stylizer.safetensors"
+# Config fields a resumed run may change: they split or extend the run (or
+# its logging) without altering any step already taken.
+RESUMABLE = ("steps", "steps_per_run", "checkpoint_every", "log_every")
+_FORMAT = 1
+
+
+@dataclasses.dataclass(frozen=True)
+class Recipe:
+  """What a training run does (stored in checkpoints and the exported file).
+
+  Attributes:
+    style_names: one name per style (the network's style order).
+    channels, num_residual: the `Stylizer` architecture.
+    crop: side of the square content crops, pixels.
+    batch: images per step.
+    steps: total optimizer steps.
+    learning_rate: Adam's (Johnson et al. 2016: 1e-3).
+    style_weight, content_weight, tv_weight: the objective's weights.
+    style_size: longer side of each painting when its Grams are taken.
+    scales: longer sides the photographs are resized to before cropping.
+    cifar_fraction: the share of each batch that is upsampled CIFAR-10.
+    loss_network: zoo model name.
+    seed: initialization and data order.
+  """
+  style_names: tuple
+  channels: tuple = (16, 32, 64)
+  num_residual: int = 3
+  crop: int = 80
+  batch: int = 4
+  steps: int = 2000
+  learning_rate: float = 2e-3
+  style_weight: float = 10.0
+  content_weight: float = 1.0
+  tv_weight: float = 10.0
+  style_size: int = 160
+  scales: tuple = (96, 160, 256, 384)
+  cifar_fraction: float = 0.25
+  loss_network: str = "cifar_vgg"
+  seed: int = 0
+
+  def to_json(self) -> dict:
+    return {k: list(v) if isinstance(v, tuple) else v
+            for k, v in dataclasses.asdict(self).items()}
+
+
+def check_recipe(r: Recipe) -> None:
+  """Raises ValueError naming the first invalid field."""
+  if not r.style_names:
+    raise ValueError("style_names is empty; train on at least one style.")
+  if len(r.channels) != 3 or any(int(c) < 1 for c in r.channels):
+    raise ValueError(f"channels must be 3 widths >= 1; got {r.channels!r}.")
+  for k in ("num_residual", "batch", "steps", "crop", "style_size"):
+    if int(getattr(r, k)) < (0 if k == "num_residual" else 1):
+      raise ValueError(f"{k} must be >= 1; got {getattr(r, k)!r}.")
+  for k in ("learning_rate",):
+    if not getattr(r, k) > 0:
+      raise ValueError(f"{k} must be > 0; got {getattr(r, k)!r}.")
+  for k in ("style_weight", "content_weight", "tv_weight"):
+    if not getattr(r, k) >= 0:
+      raise ValueError(f"{k} must be >= 0; got {getattr(r, k)!r}.")
+  if not 0.0 <= r.cifar_fraction <= 1.0:
+    raise ValueError(f"cifar_fraction must be in [0, 1]; got {r.cifar_fraction!r}.")
+  if any(s < r.crop for s in r.scales) or not r.scales:
+    raise ValueError(f"scales must be longer sides >= crop {r.crop}; got {r.scales!r}.")
+
+
+# ------------------------------------------------------------------- data
+
+@dataclasses.dataclass
+class ContentPool:
+  """Photographs at several scales (`photos`, float32 `[h, w, 3]` each, both
+  sides >= the crop) and CIFAR-10 images (`cifar`, uint8 `[M, 32, 32, 3]`,
+  possibly empty)."""
+  photos: list
+  cifar: np.ndarray
+
+
+def content_pool(photos: Sequence[np.ndarray], cifar: Optional[np.ndarray],
+                 crop: int, scales: Sequence[int]) -> ContentPool:
+  """Each photo (float `[H, W, 3]` in [0, 1]) resized so its longer side is
+  each of `scales` (kept where both sides reach `crop`)."""
+  out = []
+  for p in photos:
+    p = np.asarray(p, np.float32)
+    for side in scales:
+      s = side / max(p.shape[:2])
+      hw = (max(1, round(p.shape[0] * s)), max(1, round(p.shape[1] * s)))
+      if min(hw) >= crop:
+        out.append(np.asarray(jnp.clip(image_lib.resize(
+            jnp.asarray(p)[None], hw, "linear"), 0.0, 1.0)[0]))
+  cifar = np.zeros((0, 32, 32, 3), np.uint8) if cifar is None else np.asarray(cifar)
+  if not out and not len(cifar):
+    raise ValueError(f"no content images: no photograph reaches the {crop}px "
+                     "crop at the given scales and no CIFAR-10 images.")
+  return ContentPool(out, cifar)
+
+
+def sample_batch(pool: ContentPool, rng: np.random.Generator, batch: int,
+                 crop: int, cifar_fraction: float) -> np.ndarray:
+  """float32 `[batch, crop, crop, 3]` in [0, 1]: random photo crops (random
+  scale, position, horizontal flip) and upsampled CIFAR-10 images."""
+  n_cifar = int(round(batch * cifar_fraction)) if len(pool.cifar) else 0
+  n_cifar = batch if not pool.photos else n_cifar
+  out = []
+  for _ in range(batch - n_cifar):
+    p = pool.photos[rng.integers(len(pool.photos))]
+    y = rng.integers(p.shape[0] - crop + 1)
+    x = rng.integers(p.shape[1] - crop + 1)
+    im = p[y:y + crop, x:x + crop]
+    out.append(im[:, ::-1] if rng.random() < 0.5 else im)
+  if n_cifar:
+    idx = rng.integers(len(pool.cifar), size=n_cifar)
+    small = jnp.asarray(pool.cifar[idx], jnp.float32) / 255.0
+    up = jnp.clip(image_lib.resize(small, (crop, crop), "linear"), 0.0, 1.0)
+    flips = rng.random(n_cifar) < 0.5
+    out += [im[:, ::-1] if f else im for im, f in zip(np.asarray(up), flips)]
+  return np.stack(out).astype(np.float32)
+
+
+def batch_styles(rng: np.random.Generator, batch: int, num_styles: int) -> np.ndarray:
+  """int32 `[batch]` style indices: shuffled cycles over the styles, so a
+  batch of `num_styles` images holds each style once."""
+  reps = -(-batch // num_styles)
+  return np.concatenate([rng.permutation(num_styles) for _ in range(reps)])[
+      :batch].astype(np.int32)
+
+
+def batch_for_step(pool, recipe: Recipe, step: int):
+  """`(images [B, crop, crop, 3], style indices [B])` of step `step`: a
+  function of the seed and the step only."""
+  rng = np.random.default_rng((recipe.seed, step))
+  x = sample_batch(pool, rng, recipe.batch, recipe.crop, recipe.cifar_fraction)
+  return x, batch_styles(rng, recipe.batch, len(recipe.style_names))
+
+
+# ------------------------------------------------------------------- loss
+
+def style_targets(model, styles: Sequence[Array], layers: Sequence[str],
+                  size: int) -> list[Array]:
+  """Per layer, the styles' Gram matrices stacked: `[S, C, C]`. Each style
+  (`[h, w, 3]` or `[1, h, w, 3]` in [0, 1]) is resized to a longer side of
+  `size` first."""
+  per_layer = [[] for _ in layers]
+  for s in styles:
+    s = jnp.asarray(s, jnp.float32)
+    s = s[None] if s.ndim == 3 else s
+    hw = s.shape[1:3]
+    k = size / max(hw)
+    s = jnp.clip(image_lib.resize(s, (max(1, round(hw[0] * k)),
+                                      max(1, round(hw[1] * k))), "linear"), 0.0, 1.0)
+    for i, g in enumerate(_transfer.style_grams(model, [s], layers)):
+      per_layer[i].append(g[0])
+  return [jnp.stack(g) for g in per_layer]
+
+
+def make_loss(stylizer: S.Stylizer, model, targets: Sequence[Array],
+              recipe: Recipe) -> Callable:
+  """`loss(params, loss_params, images, styles) -> (scalar, parts)`: the
+  weighted perceptual loss averaged over the batch, and its unweighted parts
+  `{"style", "content", "tv"}` (batch means; style and content are the
+  relative errors of `_gram`, style averaged over the layers)."""
+  layers, content_layer = _transfer.default_layers(model)
+  lw = [1.0 / len(layers)] * len(layers)  # Gatys et al. 2016: equal layers
+
+  def loss(params, loss_params, images, styles):
+    w = jax.nn.one_hot(styles, stylizer.num_styles)
+    out = stylizer.apply({"params": params}, images, w)
+    _, feats = model.apply(loss_params, images, taps=(content_layer,), logits=False)
+    style_obj = _gram.style_loss(layers, [t[styles] for t in targets], lw)
+    content_obj = _gram.content_loss(
+        content_layer, jax.lax.stop_gradient(feats[content_layer]))
+    tv_obj = O.tv(2.0)
+    acts = O.activations(style_obj + content_obj + tv_obj, model, out,
+                         params=loss_params)
+    parts = {"style": -style_obj(acts).mean(), "content": -content_obj(acts).mean(),
+             "tv": tv_obj(acts).mean()}
+    total = (recipe.style_weight * parts["style"] + recipe.content_weight *
+             parts["content"] + recipe.tv_weight * parts["tv"])
+    return total, parts
+
+  return loss
+
+
+def make_step(loss_fn, optimizer):
+  """`step(params, opt_state, loss_params, images, styles) -> (params,
+  opt_state, metrics)`, jitted, the params and optimizer state donated."""
+
+  def step(params, opt_state, loss_params, images, styles):
+    (total, parts), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+        params, loss_params, images, styles)
+    updates, opt_state = optimizer.update(grads, opt_state, params)
+    return optax.apply_updates(params, updates), opt_state, {"loss": total, **parts}
+
+  return jax.jit(step, donate_argnums=(0, 1))
+
+
+# --------------------------------------------------------------- training
+
+def _read(path: str) -> dict:
+  try:
+    with open(path, "rb") as f:
+      stored = flax.serialization.msgpack_restore(f.read())
+    if stored.get("format") != _FORMAT:
+      raise ValueError(f"format {stored.get('format')!r}, expected {_FORMAT}")
+    return stored
+  except Exception as e:  # msgpack raises several unrelated types
+    raise ValueError(f"training checkpoint {path} is corrupt, truncated or "
+                     f"from another version ({type(e).__name__}: {e}); move it "
+                     "away to start over, or use another workdir.") from e
+
+
+def _check_resume(old: dict, new: dict, step: int, path: str) -> None:
+  changed = [f"{k}: {old.get(k)!r} -> {new.get(k)!r}"
+             for k in sorted(set(old) | set(new))
+             if k not in RESUMABLE and old.get(k) != new.get(k)]
+  if new["steps"] < step:
+    changed.append(f"steps: {new['steps']}, below the {step} steps already done")
+  if changed:
+    raise ValueError(f"cannot resume {path}: the recipe differs in fields that "
+                     "alter the run:\n  " + "\n  ".join(changed) +
+                     f"\nOnly {', '.join(RESUMABLE)} may change (steps upwards); "
+                     "use another workdir for a new recipe.")
+
+
+def train(recipe: Recipe, model, styles: Sequence[Array], pool: ContentPool,
+          workdir: str, *, steps_per_run: Optional[int] = None,
+          checkpoint_every: int = 100, log_every: int = 20,
+          progress: Optional[Callable[[dict], None]] = None) -> dict:
+  """Trains (or resumes) a conditional-IN `Stylizer` over `styles`.
+
+  Args:
+    recipe: the run (`Recipe`).
+    model: the loss network (`models.load(recipe.loss_network)`).
+    styles: one painting per style, float `[h, w, 3]` in [0, 1].
+    pool: the content images (`content_pool`).
+    workdir: checkpoint folder; a checkpoint there is resumed.
+    steps_per_run: stop after this many steps in this call (None: run to
+      `recipe.steps`); the checkpoint is written first.
+    checkpoint_every: steps between checkpoints.
+    log_every: steps between history entries and progress reports.
+    progress: called with each history entry plus `seconds_left` (None:
+      `absl.logging`).
+
+  Returns:
+    `{"step", "done", "history", "seconds"}`; `history` lists `{"step",
+    "loss", "style", "content", "tv"}` (means over the last `log_every`
+    steps). The stylizer is at `<workdir>/stylizer.safetensors`.
+  """
+  check_recipe(recipe)
+  if len(styles) != len(recipe.style_names):
+    raise ValueError(f"{len(styles)} style images for {len(recipe.style_names)} "
+                     "style names.")
+  for k, v in (("checkpoint_every", checkpoint_every), ("log_every", log_every)):
+    if int(v) < 1:
+      raise ValueError(f"{k} must be >= 1; got {v!r}.")
+  if steps_per_run is not None and int(steps_per_run) < 1:
+    raise ValueError(f"steps_per_run must be >= 1 or None; got {steps_per_run!r}.")
+  os.makedirs(workdir, exist_ok=True)
+  io.remove_stale_temps(workdir)
+  stylizer = S.Stylizer(num_styles=len(recipe.style_names),
+                        channels=tuple(recipe.channels),
+                        num_residual=recipe.num_residual)
+  layers, _ = _transfer.default_layers(model)
+  targets = style_targets(model, styles, layers, recipe.style_size)
+  optimizer = optax.adam(recipe.learning_rate)
+  params = stylizer.init_params(jax.random.PRNGKey(recipe.seed),
+                                (recipe.crop, recipe.crop))
+  opt_state = optimizer.init(params)
+  state = {"step": 0, "params": params, "opt_state": opt_state, "history": []}
+  path = os.path.join(workdir, CHECKPOINT)
+  meta = dict(recipe.to_json(), steps_per_run=steps_per_run,
+              checkpoint_every=checkpoint_every, log_every=log_every)
+  if os.path.exists(path):
+    stored = _read(path)
+    _check_resume(json.loads(stored["recipe"]), meta, int(stored["step"]), path)
+    template = {"params": params, "opt_state": opt_state}
+    restored = flax.serialization.from_state_dict(
+        template, {"params": stored["params"], "opt_state": stored["opt_state"]})
+    state = {"step": int(stored["step"]),
+             "params": jax.tree_util.tree_map(jnp.asarray, restored["params"]),
+             "opt_state": jax.tree_util.tree_map(jnp.asarray, restored["opt_state"]),
+             "history": json.loads(stored["history"])}
+    logging.info("resumed %s at step %d", path, state["step"])
+
+  def save():
+    blob = flax.serialization.msgpack_serialize({
+        "format": _FORMAT, "step": state["step"],
+        "params": flax.serialization.to_state_dict(state["params"]),
+        "opt_state": flax.serialization.to_state_dict(state["opt_state"]),
+        "history": json.dumps(state["history"]), "recipe": json.dumps(meta)})
+    io.write_bytes(path, blob)
+    S.save_stylizer(os.path.join(workdir, EXPORT), stylizer, state["params"],
+                    style_names=recipe.style_names,
+                    recipe=dict(recipe.to_json(), trained_steps=state["step"]))
+
+  step_fn = make_step(make_loss(stylizer, model, targets, recipe), optimizer)
+  loss_params = model.params
+  start, t0 = state["step"], time.time()
+  stop = recipe.steps if steps_per_run is None else min(
+      recipe.steps, start + int(steps_per_run))
+  window = []
+  report = progress or (lambda e: logging.info(
+      "step %d/%d  loss %.4f (style %.4f, content %.4f, tv %.2g)  %.2f s/step, "
+      "%.0f s left", e["step"], recipe.steps, e["loss"], e["style"],
+      e["content"], e["tv"], e["seconds_per_step"], e["seconds_left"]))
+  p, o = state["params"], state["opt_state"]
+  for step in range(start, stop):
+    x, s = batch_for_step(pool, recipe, step)
+    p, o, metrics = step_fn(p, o, loss_params, jnp.asarray(x), jnp.asarray(s))
+    window.append(metrics)
+    done = step + 1
+    if done % log_every == 0 or done == stop:
+      means = {k: float(np.mean([float(m[k]) for m in window])) for k in window[0]}
+      window = []
+      entry = {"step": done, **means}
+      state["history"].append(entry)
+      rate = (time.time() - t0) / (done - start)
+      report(dict(entry, seconds_per_step=rate,
+                  seconds_left=rate * (recipe.steps - done)))
+    if done % checkpoint_every == 0 or done == stop:
+      state.update(step=done, params=p, opt_state=o)
+      save()
+  if start == stop and not os.path.exists(os.path.join(workdir, EXPORT)):
+    save()
+  state.update(params=p, opt_state=o)
+  return {"step": state["step"], "done": state["step"] >= recipe.steps,
+          "history": state["history"], "seconds": time.time() - t0,
+          "params": state["params"], "stylizer": stylizer}
