@@ -13,7 +13,7 @@ import torch
 from absl.testing import parameterized
 
 from cnnviz_jax import models
-from cnnviz_jax.models import checkpoint, core, zoo
+from cnnviz_jax.models import checkpoint, core, resnet, zoo
 from weights_conversion import convert_torchvision as ct
 from weights_conversion import torch_reference as tr
 
@@ -34,6 +34,9 @@ PARAM_COUNTS = {
     "vgg19_bn": 143_689_256,
     "cifar_vgg": 2_160_522,
     "tiny": 1_834,
+    # torchvision's own counts (BatchNorm statistics excluded, as torch does).
+    "resnet18": 11_689_512,
+    "resnet50": 25_557_032,
 }
 
 
@@ -43,6 +46,9 @@ def test_every_registered_model_is_pinned():
 
 @pytest.mark.parametrize("name", sorted(PARAM_COUNTS))
 def test_param_counts(name):
+  if name in resnet.ARCHITECTURES:
+    assert resnet.count(name) == PARAM_COUNTS[name]
+    return
   s = models.spec(name)
   shapes = core.param_shapes(s.layers, s.input_size)
   assert sum(int(np.prod(v)) for v in shapes.values()) == PARAM_COUNTS[name]

@@ -14,7 +14,7 @@ from absl import logging
 import jax
 
 from cnnviz_jax import _checks as checks
-from cnnviz_jax.models import checkpoint, zoo
+from cnnviz_jax.models import checkpoint, resnet, zoo
 from cnnviz_jax.models.core import Model, init_params, param_shapes
 
 SHIPPED_WEIGHTS = {
@@ -24,8 +24,9 @@ SHIPPED_WEIGHTS = {
 
 
 def names() -> tuple[str, ...]:
-  """Registered model names."""
-  return tuple(zoo.ARCHITECTURES)
+  """Registered model names: the sequential zoo and torchvision's ResNets
+  (Flax modules wrapped by `wrap.from_flax`)."""
+  return tuple(zoo.ARCHITECTURES) + tuple(resnet.ARCHITECTURES)
 
 
 def spec(name: str) -> zoo.Spec:
@@ -60,8 +61,10 @@ def load(name: str, weights: Optional[str] = None, *,
       and the model has no shipped weights, or when asked explicitly).
 
   Returns:
-    A `Model`.
+    A `Model` (a `WrappedModel` for the ResNets).
   """
+  if isinstance(name, str) and name in resnet.ARCHITECTURES:
+    return resnet.load(name, weights, key=key)
   s = spec(name)
   if weights is None and key is not None:
     checks.check_key(key)
