@@ -1,11 +1,21 @@
 """Sweeps: many settings of one synthesis problem as one vmapped, jitted
-computation, sharded over every device along the sweep axis."""
+computation, sharded over every device along the sweep axis.
+
+The devices are those of every process (`jax.devices()`): after
+`jax.distributed.initialize`, one program per host runs `sweep` with the
+same arguments (JAX's multi-controller model), each process places only the
+sweep points of its own devices (`jax.make_array_from_callback`), and every
+process gets the whole result (`multihost_utils.process_allgather`). A sweep
+whose size does not divide the device count is padded with copies of its
+last point, and the padding dropped from the result.
+"""
 
 import dataclasses
 import functools
 from typing import Any, Optional, Sequence
 
 import jax
+from jax.experimental import multihost_utils
 import jax.numpy as jnp
 import numpy as np
 
@@ -117,21 +127,112 @@ def stack(trees: Sequence[Any]) -> Any:
       lambda *x: jnp.stack([jnp.asarray(v, jnp.result_type(v)) for v in x]), *trees)
 
 
-def shard_sweep_axis(tree: Any, size: int, devices=None) -> Any:
-  """Places every leaf with leading axis `size` across `devices` (default: all)
-  along that axis, so a jitted vmap over it runs data-parallel (GSPMD).
+# The mesh axis the sweep points are split along.
+SWEEP_AXIS = "sweep"
 
-  A no-op on one device, or when `size` is not a multiple of the device count
-  (then everything stays on the default device).
+
+def sweep_mesh(devices=None) -> jax.sharding.Mesh:
+  """A one-axis (`SWEEP_AXIS`) mesh over `devices` (default: every device
+  of every process, `jax.devices()`)."""
+  devices = list(devices if devices is not None else jax.devices())
+  return jax.sharding.Mesh(np.array(devices), (SWEEP_AXIS,))
+
+
+def padded_size(size: int, num_devices: int) -> int:
+  """`size` rounded up to a multiple of `num_devices` (>= 1)."""
+  if size < 1 or num_devices < 1:
+    raise ValueError(f"padded_size needs size >= 1 and num_devices >= 1; got "
+                     f"{size} and {num_devices}.")
+  return -(-size // num_devices) * num_devices
+
+
+def _place(x, sharding):
+  """`x` (the same on every process) as a global array with `sharding`;
+  each process copies only the slices of its own devices."""
+  if jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key):
+    return jax.random.wrap_key_data(_place(jax.random.key_data(x), sharding),
+                                    impl=jax.random.key_impl(x))
+  host = np.asarray(x)
+  return jax.make_array_from_callback(host.shape, sharding, lambda idx: host[idx])
+
+
+def shard_sweep_axis(tree: Any, size: int, devices=None) -> Any:
+  """Places every leaf with leading axis `size` across `devices` (default:
+  every device of every process) along that axis, so a jitted vmap over it
+  runs data-parallel (GSPMD). Every process must pass the same `tree`; each
+  builds only the shards of its own devices (`jax.make_array_from_callback`).
+
+  A no-op on one device.
+
+  Raises:
+    ValueError: `size` is not a multiple of the device count (pad the sweep
+      first: `padded_size`).
   """
   devices = list(devices if devices is not None else jax.devices())
-  if len(devices) < 2 or size % len(devices):
+  if len(devices) < 2:
     return tree
-  mesh = jax.sharding.Mesh(np.array(devices), ("sweep",))
-  sharded = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("sweep"))
+  if size % len(devices):
+    raise ValueError(f"a sweep of {size} points cannot be split evenly over "
+                     f"{len(devices)} devices; pad it to "
+                     f"{padded_size(size, len(devices))} points first (`padded_size`).")
+  sharded = jax.sharding.NamedSharding(
+      sweep_mesh(devices), jax.sharding.PartitionSpec(SWEEP_AXIS))
   return jax.tree_util.tree_map(
-      lambda x: jax.device_put(x, sharded)
+      lambda x: _place(x, sharded)
       if getattr(x, "ndim", 0) >= 1 and x.shape[0] == size else x, tree)
+
+
+def gather(tree: Any, size: Optional[int] = None) -> Any:
+  """Every leaf's whole value on every process, its leading (sweep) axis cut
+  to `size` (dropping padding; None: all of it).
+
+  Leaves that span other processes' devices are gathered
+  (`multihost_utils.process_allgather`, a collective: every process must
+  call `gather` at the same point) and come back as numpy arrays; the
+  others are only sliced.
+
+  Raises:
+    RuntimeError: the gather failed, most likely because another process
+      died; the message names this process.
+  """
+  leaves = jax.tree_util.tree_leaves(tree)
+  if any(isinstance(x, jax.Array) and not x.is_fully_addressable for x in leaves):
+    try:
+      tree = multihost_utils.process_allgather(tree, tiled=True)
+    except jax.errors.JaxRuntimeError as e:
+      raise RuntimeError(
+          f"process {jax.process_index()} of {jax.process_count()}: gathering "
+          "the sweep from the other processes failed; another process has "
+          f"probably died or been stopped (see its log). Cause: {e}") from e
+  if size is None:
+    return tree
+  return jax.tree_util.tree_map(
+      lambda x: x[:size] if getattr(x, "ndim", 0) >= 1 and x.shape[0] > size else x,
+      tree)
+
+
+def _pad(tree: Any, size: int, padded: int) -> Any:
+  """Repeats the last entry of every leaf's leading axis up to `padded`."""
+  if padded == size:
+    return tree
+  return jax.tree_util.tree_map(
+      lambda x: jnp.concatenate([x, jnp.repeat(x[-1:], padded - size, axis=0)]),
+      tree)
+
+
+@functools.partial(jax.jit, static_argnames=("optimizer", "sharding"))
+def _init_states(param, keys, init, *, optimizer, sharding):
+  # Jitted with sharded keys, so each device draws only its own points'
+  # starting images (a sweep of large images never sits whole on one host).
+  state = jax.vmap(lambda k: engine.init_state(param, optimizer, k, init))(keys)
+  if sharding is not None:
+    state = jax.lax.with_sharding_constraint(state, sharding)
+  return state
+
+
+@jax.jit
+def _to_images(param, params):
+  return jax.vmap(param.to_image)(params)
 
 
 @functools.partial(jax.jit, static_argnames=engine.STATIC_ARGNAMES)
@@ -170,8 +271,12 @@ def sweep(model, setups: Sequence[engine.Setup], param, *, keys: Array, steps: i
   Returns:
     `Result` with a leading `[S]` axis. Point `s` equals
     `engine.optimize(model, setups[s], param, key=keys[s], ...)`.
-    With several devices and S a multiple of their number, the S points are
-    sharded over the devices (`shard_sweep_axis`).
+    The S points are sharded over every device of every process, S padded
+    to a multiple of the device count with copies of the last point (the
+    copies are dropped). With several processes every process must call
+    `sweep` with the same arguments, and every process gets the whole
+    result as numpy arrays (the per-chunk histories that `progress` sees
+    too).
   """
   setups = list(setups)
   if len(setups) < 1:
@@ -182,20 +287,33 @@ def sweep(model, setups: Sequence[engine.Setup], param, *, keys: Array, steps: i
     checks.check_key(k, "each of keys")
   setups = [engine.prepare(model, s, param, steps, chunk) for s in setups]
   tx = engine.as_optimizer(optimizer)
-  st = stack(setups)
-  split = jax.vmap(jax.random.split)(keys)
+  devices = jax.devices()
+  size = len(setups)
+  padded = padded_size(size, len(devices))
+  st = stack(setups + [setups[-1]] * (padded - size))
+  split = jax.vmap(jax.random.split)(_pad(jnp.asarray(keys), size, padded))
   init_keys, loop_keys = split[:, 0], split[:, 1]
-  state = jax.vmap(lambda k: engine.init_state(param, tx, k, init))(init_keys)
-  st, state, loop_keys = shard_sweep_axis((st, state, loop_keys), len(setups))
+  st, init_keys, loop_keys = shard_sweep_axis((st, init_keys, loop_keys), padded,
+                                              devices)
+  sharding = None
+  if len(devices) > 1:
+    sharding = jax.sharding.NamedSharding(
+        sweep_mesh(devices), jax.sharding.PartitionSpec(SWEEP_AXIS))
+  state = _init_states(param, init_keys, init, optimizer=tx, sharding=sharding)
 
   def run_chunk(state, start, n):
-    return _run_sweep(model, st, param, state, loop_keys, jnp.int32(start),
-                      optimizer=tx, num_steps=n, keep_best=keep_best,
-                      unroll=unroll or n)
+    state, history = _run_sweep(model, st, param, state, loop_keys, jnp.int32(start),
+                                optimizer=tx, num_steps=n, keep_best=keep_best,
+                                unroll=unroll or n)
+    # Gathered now (a collective every process reaches at the same chunk),
+    # so that logging and `progress` only read local values: a collective
+    # that one process starts on its own clock would hang the others.
+    return state, gather(history, size)
 
   state, history = engine.drive(run_chunk, state, steps, chunk, progress,
                                 history_axis=1, name="sweep")
   params = state.params
   if keep_best:
     params = _final_sweep(model, st, param, state, loop_keys, jnp.int32(steps))
-  return engine.Result(jax.vmap(param.to_image)(params), params, history)
+  images, params = gather((_to_images(param, params), params), size)
+  return engine.Result(images, params, history)
