@@ -13,6 +13,7 @@ import pytest
 
 from cnnviz_jax import features as F
 from cnnviz_jax import models
+from cnnviz_jax.models import zoo
 from conftest import cifar_model, require_cifar, tiny_model
 
 
@@ -33,8 +34,9 @@ def test_receptive_field_analytic(arch, layer, size, stride):
   assert (field.size, field.stride) == (size, stride)
 
 
-@pytest.mark.parametrize("arch", models.names())
+@pytest.mark.parametrize("arch", tuple(zoo.ARCHITECTURES))
 def test_receptive_box_matches_field_for_every_zoo_model(arch):
+  """Every sequential zoo model (the wrapped ResNets have no layer list)."""
   model = models.build(arch, None)
   hw = model.input_size
   for layer in F.spatial_layers(model):
@@ -386,3 +388,32 @@ def test_launcher_main_runs_from_the_command_line(tmp_path):
       timeout=300)
   assert out.returncode == 0, out.stderr[-2000:]
   assert (tmp_path / "filters.png").exists()
+
+
+def test_wrapped_flax_model():
+  """A user's Flax module (models.from_flax): activations, extraction and
+  top-k work through its taps; receptive fields and filters, which need a
+  layer list, say so."""
+  import flax.linen as nn
+
+  class Net(nn.Module):
+    @nn.compact
+    def __call__(self, x):
+      x = nn.relu(nn.Conv(4, (3, 3), name="conv")(x))
+      return nn.Dense(3, name="head")(x.mean(axis=(1, 2)))
+  net = Net()
+  variables = net.init(jax.random.PRNGKey(0), jnp.zeros((1, 8, 8, 3)))
+  model = models.from_flax(net, variables, name="net", input_size=(8, 8),
+                           min_size=4)
+  x = _images(6, (8, 8))
+  assert F.spatial_layers(model) == ("conv",)
+  assert F.activation_maps(model, x[0], "conv").shape == (4, 8, 8)
+  assert F.extract(model, x, "head", batch_size=4).shape == (6, 3)
+  top = F.top_activations(model, x, "conv", [1], k=2, batch_size=4)
+  assert top.values.shape == (1, 2)
+  with pytest.raises(ValueError, match="spatial extent"):
+    F.activation_maps(model, x[0], "head")
+  with pytest.raises(ValueError, match="wrapped network without a layer list"):
+    F.receptive_field(model, "conv")
+  with pytest.raises(ValueError, match="wrapped network without a layer list"):
+    F.filters(model)

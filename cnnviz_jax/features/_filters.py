@@ -4,6 +4,8 @@ from typing import Optional
 
 import numpy as np
 
+from cnnviz_jax.features import _receptive
+
 
 def conv_layers(model) -> tuple[str, ...]:
   return tuple(l.name for l in model.layers if l.kind == "conv")
@@ -28,6 +30,7 @@ def filters(model, layer: Optional[str] = None) -> np.ndarray:
   Raises:
     ValueError: `layer` is not a convolution.
   """
+  _receptive.check_sequential(model, "filters")
   convs = conv_layers(model)
   name = convs[0] if layer is None else model.resolve(layer)
   if name not in convs:

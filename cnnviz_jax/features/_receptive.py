@@ -44,13 +44,25 @@ class _Step(NamedTuple):
 
 
 def spatial_layers(model) -> tuple[str, ...]:
-  """Names of the layers whose activations are `[N, h, w, C]` maps."""
+  """Names of the layers whose activations are `[N, h, w, C]` maps (for a
+  wrapped model, `models.from_flax`, the taps of rank 3 per image)."""
+  if not hasattr(model, "layers"):
+    return tuple(n for n in model.layer_names if len(model.layer_shape(n)) == 3)
   out = []
   for layer in model.layers:
     if layer.kind not in _SPATIAL_KINDS:
       break
     out.append(layer.name)
   return tuple(out)
+
+
+def check_sequential(model, what: str) -> None:
+  """ValueError unless `model` lists its layers (`models.load`/`build`)."""
+  if not hasattr(model, "layers"):
+    raise ValueError(
+        f"{what} is computed from the architecture, a sequential model's "
+        f"`layers` (models.load or models.build); {model.name!r} is a wrapped "
+        "network without a layer list.")
 
 
 def check_spatial(model, layer: str, what: str) -> str:
@@ -66,6 +78,7 @@ def check_spatial(model, layer: str, what: str) -> str:
 
 def _steps(model, layer: str, hw: tuple[int, int]) -> tuple[list, list]:
   """Per-axis `_Step`s from the input up to and including `layer`."""
+  check_sequential(model, "a receptive field")
   name = check_spatial(model, layer, "a receptive field")
   axes = ([], [])
   size = list(hw)
