@@ -5,16 +5,21 @@ NearestNeighbors) on the identical network, in one run.
 
 Rows (CIFAR-sized uint8 images, 50,000 by default, the size of the CIFAR-10
 training set; random pixels: speed does not depend on content):
-  - feature extraction: the shipped `cifar_vgg` up to `relu7`, batch 256;
+  - feature extraction: the shipped `cifar_vgg` up to `relu7`;
   - top-k patch mining: all 256 channels of `relu3_2`, k = 9, one unit per
-    image, batch 256 (the torch side merges a running top-k with
-    `torch.topk`, as ours does with `lax.top_k`);
+    image (the torch side merges a running top-k with `torch.topk`, as ours
+    does with `lax.top_k`);
   - nearest neighbours: 1,000 queries against the 50,000 vectors, k = 5, in
     feature space (256-D relu7-like vectors) and pixel space (3,072-D),
     against `sklearn.neighbors.NearestNeighbors(algorithm="brute")` and a
     chunked `torch.cdist` + `torch.topk`.
-Each side is warmed up (compiled) on one batch, then whole passes are timed;
-the row name carries our images (or queries) per second.
+Each side runs at its own fastest batch on a 2-core CPU: ours at the
+library's default (32; XLA:CPU is faster on small batches), PyTorch at 256
+(measured over 2,048 images: 11.6 s at 256, 16.5 s at 64, 26.0 s at 32).
+Each side is warmed up (compiled) on one batch; then the two are timed in
+turn, pass by pass (`bench_common.paired_times`), so that load from other
+jobs falls on both alike, and the speed-up is the median per-pair ratio.
+The row name carries both sides' images (or queries) per second.
 """
 
 import jax
@@ -24,7 +29,7 @@ from cnnviz_jax import features as F
 from cnnviz_jax import models
 from experiments import bench_common
 
-BATCH = 256
+TORCH_BATCH = 256
 TOPK_LAYER, TOPK_K = "relu3_2", 9
 FEATURE_LAYER = "relu7"
 
@@ -42,8 +47,8 @@ def _torch_batches(x, fn):
   import torch
   dev = bench_common.torch_device()
   with torch.inference_mode():
-    for i in range(0, len(x), BATCH):
-      xb = torch.from_numpy(x[i:i + BATCH]).to(dev)
+    for i in range(0, len(x), TORCH_BATCH):
+      xb = torch.from_numpy(x[i:i + TORCH_BATCH]).to(dev)
       fn(i, xb.permute(0, 3, 1, 2).float().div_(255.0))
 
 
@@ -112,38 +117,38 @@ def run(repeats: int, quick: bool, *, images: int = 50_000,
   x = rng.randint(0, 256, (images, hw, hw, 3)).astype(np.uint8)
   rows = []
 
-  def timed(name, ours, theirs, baseline, count, unit):
-    ours_s = bench_common.median_time(ours, repeats, warmup=0)
-    base_s = bench_common.median_time(theirs, repeats, warmup=0)
-    rows.append(bench_common.Row(
-        f"{name} ({count / ours_s:.0f} vs {count / base_s:.0f} {unit}/s)",
-        ours_s, base_s, baseline))
+  def timed(name, ours, theirs, baseline, count, unit, warmup=0):
+    t = bench_common.paired_times({"ours": ours, "theirs": theirs}, repeats,
+                                  warmup=warmup)
+    row = bench_common.paired_row(name, t["ours"], t["theirs"], baseline)
+    rows.append(row._replace(name=f"{name} ({count / row.ours_s:.0f} vs "
+                                  f"{count / row.baseline_s:.0f} {unit}/s)"))
     print(bench_common.format_table("features (so far)", rows[-1:]), flush=True)
 
-  # Feature extraction. Warm-up (compilation) on one batch, outside the timing.
+  # Compilation and first-call costs on one batch, outside the timing.
   net = _torch_net(model, feature_layer)
-  F.extract(model, x[:BATCH], feature_layer, batch_size=BATCH)
-  torch_extract(net, x[:BATCH])
-  timed(f"extract {feature_layer} {images} images b{BATCH}",
-        lambda: F.extract(model, x, feature_layer, batch_size=BATCH),
+  F.extract(model, x[:TORCH_BATCH], feature_layer)
+  torch_extract(net, x[:TORCH_BATCH])
+  timed(f"extract {feature_layer} {images} images",
+        lambda: F.extract(model, x, feature_layer),
         lambda: torch_extract(net, x), "torch", images, "img")
 
   net = _torch_net(model, topk_layer)
-  F.top_activations(model, x[:BATCH], topk_layer, k=TOPK_K, batch_size=BATCH)
-  torch_top_activations(net, x[:BATCH], TOPK_K)
+  F.top_activations(model, x[:TORCH_BATCH], topk_layer, k=TOPK_K)
+  torch_top_activations(net, x[:TORCH_BATCH], TOPK_K)
   timed(f"top-{TOPK_K} {topk_layer} all channels {images} images",
-        lambda: F.top_activations(model, x, topk_layer, k=TOPK_K,
-                                  batch_size=BATCH).values,
+        lambda: F.top_activations(model, x, topk_layer, k=TOPK_K).values,
         lambda: torch_top_activations(net, x, TOPK_K), "torch", images, "img")
 
   for space, dims in (("feature", 256), ("pixel", hw * hw * 3)):
     db = np.maximum(rng.randn(images, dims), 0).astype(np.float32)
     q = np.maximum(rng.randn(queries, dims), 0).astype(np.float32)
     ours = lambda: F.nearest_neighbors(q, db, k=5)
-    ours()  # compile (and warm the caches) on the same shapes
     name = f"kNN {queries}x{images} {space} {dims}-D k5"
     sk = NearestNeighbors(n_neighbors=5, algorithm="brute")
+    # Searches are short: one untimed round of each side (compilation).
     timed(name, ours, lambda: sk.fit(db).kneighbors(q), "sklearn", queries,
-          "query")
-    timed(name, ours, lambda: torch_nearest(q, db, 5), "torch", queries, "query")
+          "query", warmup=1)
+    timed(name, ours, lambda: torch_nearest(q, db, 5), "torch", queries,
+          "query", warmup=1)
   return rows
