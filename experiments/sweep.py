@@ -41,8 +41,8 @@ _INT_AXES = ("class", "jitter", "roll", "blur_every")
 # DeepDream's defaults (`synthesis.deepdream`), over which the grid varies:
 # its pixel step and no roll unless the grid asks for one.
 _DREAM_BASE = dict(l2=0.0, learning_rate=0.01)
-# The pixel size of the sheet's thumbnails is set by `viz.save_grid`'s cell;
-# titles longer than this many characters per line wrap.
+# A 2-inch `viz.save_grid` cell fits about this many characters of its
+# 8-point title on one line; longer titles wrap.
 _TITLE_WIDTH = 28
 
 

@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 
 from test_launchers import grid_size, read_png
+from cnnviz_jax.synthesis import sweep_engine
 from experiments import sweep
 from experiments.configs import sweep as sweep_config
 
@@ -89,10 +90,16 @@ def test_two_processes_write_the_table_of_one(tmp_path):
   }
   # Meanwhile, the one-device reference: this process (the launcher's smoke
   # preset in-process) unless the suite runs with several devices.
-  if jax.device_count() == 1:
-    _check_smoke(sweep_config.get_config("smoke"), tmp_path / "one")
-  else:
-    runs["one_device"] = _start(COMMAND + [f"--workdir={tmp_path / 'one'}"], 1)
+  try:
+    if jax.device_count() == 1:
+      _check_smoke(sweep_config.get_config("smoke"), tmp_path / "one")
+    else:
+      runs["one_device"] = _start(COMMAND + [f"--workdir={tmp_path / 'one'}"], 1)
+  except BaseException:
+    for p in runs.values():
+      p.kill()
+      p.communicate()
+    raise
   for name, (rc, err) in zip(runs, _finish(list(runs.values()))):
     assert rc == 0, f"{name} exited with {rc}:\n{err[-3000:]}"
   # Only process 0 writes.
@@ -165,6 +172,7 @@ def test_smoke_in_process(tmp_path, arg):
 def test_grid_and_process_checks():
   assert sweep.parse_grid("l2=0,0.5;class=1,2", "class_viz") == [
       ("l2", [0.0, 0.5]), ("class", [1, 2])]
+  assert [sweep_engine.padded_size(s, 4) for s in (1, 4, 18)] == [4, 4, 20]
   assert sweep.grid_points([("a", [1, 2]), ("b", [3, 4])]) == [
       dict(a=1, b=3), dict(a=1, b=4), dict(a=2, b=3), dict(a=2, b=4)]
   for spec, match in (("l2=0;l3=1", "no axis 'l3'; valid: class, l2"),
