@@ -6,7 +6,9 @@ from its cluster's mean image.
       --workdir=runs/multifaceted --config.steps=50
 
 Needs CIFAR-10 (../shared/data/cifar10-jpeg.tar). Writes facets.png,
-metrics.json (cluster sizes, each facet's class probability) and config.json.
+metrics.json (cluster sizes, each facet's class probability and, for k >= 2,
+`synthesis.facet_separation`: the share of facets nearest their own cluster
+centre and their spread relative to the class's) and config.json.
 Options: experiments/configs/multifaceted.py (`:smoke` for tests).
 """
 
@@ -24,7 +26,8 @@ def run(config, workdir: str) -> dict:
   and writes the results to `workdir`.
 
   Returns:
-    `{"cluster_sizes": [k] ints, "facet_class_prob": [k] floats in [0, 1]}`.
+    `{"cluster_sizes": [k] ints, "facet_class_prob": [k] floats in [0, 1]}`,
+    plus `facet_own_centre_share` and `facet_spread_ratio` for k >= 2.
   """
   arch = launch.architecture(config)
   launch.check_cifar_classifier(arch)
@@ -32,7 +35,7 @@ def run(config, workdir: str) -> dict:
   (target,) = launch.check_indices([config.target], arch.num_classes, "target", "class")
   launch.check_choice(config, "recipe", synthesis.RECIPES)
   launch.check_choice(config, "split", ("train", "test"))
-  launch.check_at_least(config, k=1, steps=1)
+  launch.check_at_least(config, k=1, steps=1, anchor=0, diversity=0)
   # k-means needs at least one image per cluster.
   launch.check_at_least(config, images_per_class=config.k)
   launch.check_files([config.data], "data")
@@ -40,15 +43,22 @@ def run(config, workdir: str) -> dict:
   model = launch.load_model(config, launch.key(config.seed, "init"))
   x, y = data.load_cifar10(config.data, config.split, limit=config.images_per_class)
   x = x[y == target].astype(np.float32) / 255.0
-  facets, means, assign = synthesis.multifaceted(
+  res = synthesis.multifaceted(
       model, x, target, k=config.k, key=launch.key(config.seed, "synthesis"),
-      steps=config.steps, layer=layer, recipe_name=config.recipe)
-  probs = predict.class_probabilities(model, facets, [target] * config.k).tolist()
-  counts = np.bincount(np.asarray(assign), minlength=config.k).tolist()
-  viz.save_grid(os.path.join(workdir, "facets.png"), list(means) + list(facets),
+      steps=config.steps, layer=layer, anchor=config.anchor,
+      diversity=config.diversity, recipe_name=config.recipe)
+  probs = predict.class_probabilities(model, res.images, [target] * config.k).tolist()
+  counts = np.bincount(np.asarray(res.assignment), minlength=config.k).tolist()
+  viz.save_grid(os.path.join(workdir, "facets.png"),
+                list(res.means) + list(res.images),
                 titles=[f"mean ({c})" for c in counts]
                 + [f"facet p={p:.2f}" for p in probs], ncols=config.k)
   metrics = {"cluster_sizes": counts, "facet_class_prob": probs}
+  if config.k >= 2:
+    sep = synthesis.facet_separation(model, res.images, x, res.assignment,
+                                     layer=layer)
+    metrics.update(facet_own_centre_share=sep["own_centre_share"],
+                   facet_spread_ratio=sep["spread_ratio"])
   launch.write_results(workdir, metrics, config)
   return metrics
 

@@ -405,8 +405,9 @@ class TechniqueTest(chex.TestCase):
     self.assertNotEqual(int(a[0]), int(a[9]))
     m = tiny_model()
     x = smooth_images(6, HW)
-    facets, means, assign = S.multifaceted(m, x, 3, k=2, key=jax.random.PRNGKey(0),
-                                           steps=5, layer="fc6")
+    res = S.multifaceted(m, x, 3, k=2, key=jax.random.PRNGKey(0), steps=5,
+                         layer="fc6")
+    facets, means, assign = res.images, res.means, res.assignment
     self.assertEqual(facets.shape, (2, 16, 16, 3))
     self.assertEqual(assign.shape, (6,))
     # Each start is its cluster's mean image.

@@ -76,6 +76,7 @@ def test_multifaceted(tmp_path):
   assert min(m["cluster_sizes"]) >= 1
   assert len(m["facet_class_prob"]) == config.k
   assert all(p > 0.5 for p in m["facet_class_prob"]), m  # facets of the class
+  assert 0.0 <= m["facet_own_centre_share"] <= 1.0 and m["facet_spread_ratio"] >= 0
   read_png(tmp_path / "facets.png", grid_size(config.k, 2))
 
 

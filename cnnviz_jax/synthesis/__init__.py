@@ -17,7 +17,9 @@ from cnnviz_jax.synthesis import engine, param, sweep_engine, transforms
 from cnnviz_jax.synthesis._deepdream import deepdream, multiscale, octave_sizes
 from cnnviz_jax.synthesis._invert import (
     invert, invert_result, inversion_setup, reconstruction_error)
-from cnnviz_jax.synthesis._multifaceted import cluster_images, multifaceted
+from cnnviz_jax.synthesis._multifaceted import (
+    DEFAULT_ANCHOR, DEFAULT_DIVERSITY, Multifaceted, cluster_images,
+    facet_separation, multifaceted)
 from cnnviz_jax.synthesis._recipes import (
     DEFAULT_RECIPE, RECIPES, STATIC_RECIPE_KEYS, recipe, setup, setups, sweep)
 from cnnviz_jax.synthesis._visualize import (

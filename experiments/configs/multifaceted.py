@@ -28,6 +28,10 @@ def get_config(arg=None) -> ml_collections.ConfigDict:
   c.images_per_class = 200    # Images of the class that are clustered.
   c.layer = "fc7"             # Feature space of the clustering (Nguyen et al.).
   c.recipe = "yosinski"       # One of cnnviz_jax.synthesis.RECIPES.
+  # Weight of each facet's closeness to its cluster centre in `layer` space
+  # (0: the class alone, which makes every facet the same picture).
+  c.anchor = 1.0
+  c.diversity = 0.0           # Weight of Lucid's Gram diversity across facets.
   c.steps = 200
   c.seed = 0
   if arg == common.SMOKE:
