@@ -49,7 +49,10 @@ def check_images(images: Any, *, name: str = "images", min_size: int = 1) -> Non
         f"{name} must be at least {min_size}x{min_size} pixels; got "
         f"{shape[1]}x{shape[2]}.")
   if is_concrete(images) and np.size(images):
-    lo, hi = float(np.min(images)), float(np.max(images))
+    # On host values: a concrete array closed over by a jitted function
+    # would otherwise be reduced by traced jax ops (no float() of those).
+    values = np.asarray(images)
+    lo, hi = float(values.min()), float(values.max())
     if not np.isfinite(lo) or not np.isfinite(hi):
       raise ValueError(f"{name} contains NaN or infinite values.")
     if lo < 0.0 or hi > 1.0:

@@ -4,8 +4,6 @@ Display code only (matplotlib, Pillow); no computation happens here. Every
 file is written atomically.
 """
 
-import html
-import os
 from typing import Optional, Sequence
 
 import matplotlib
@@ -72,23 +70,3 @@ def save_grid(path: str, images: Sequence, *, titles: Optional[Sequence[str]] = 
     atomic_write(path, write)
   finally:
     plt.close(fig)
-
-
-def save_html_gallery(path: str, sections: Sequence[tuple[str, str, Sequence[str]]],
-                      title: str = "cnnviz_jax gallery") -> None:
-  """Writes an HTML page: sections of `(heading, text, [image paths])`.
-
-  Image paths are made relative to the page's folder.
-  """
-  root = os.path.dirname(os.path.abspath(path))
-  parts = [f"<!doctype html><meta charset='utf-8'><title>{html.escape(title)}</title>",
-           "<style>body{font-family:sans-serif;max-width:1100px;margin:auto}"
-           "img{max-width:100%;border:1px solid #ccc;margin:4px 0}</style>",
-           f"<h1>{html.escape(title)}</h1>"]
-  for heading, text, images in sections:
-    parts.append(f"<h2>{html.escape(heading)}</h2><p>{html.escape(text)}</p>")
-    for img in images:
-      rel = os.path.relpath(os.path.abspath(img), root)
-      parts.append(f"<img src='{html.escape(rel)}' alt='{html.escape(heading)}'>")
-  page = "\n".join(parts)
-  atomic_write(path, lambda tmp: open(tmp, "w").write(page))
