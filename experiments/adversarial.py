@@ -3,7 +3,8 @@ r"""Adversarial attacks with evaluation, and fooling images.
   python experiments/adversarial.py --config=experiments/configs/adversarial.py \
       --workdir=runs/adversarial --config.targeted=True
 
-Needs CIFAR-10 (../shared/data/cifar10-jpeg.tar). Attacks `n` correctly
+Reads CIFAR-10 from `config.data` (../shared/data/cifar10-jpeg.tar; without
+it, the bundled 1,000-image test sample). Attacks `n` correctly
 classified test images, then turns the first `fool_images` into their
 runner-up class within `fool_eps` (the lecture's elephant -> koala). Writes
 fooling.png (the first `fool_show`), metrics.json (attack and fooling results,
@@ -38,11 +39,16 @@ def run(config, workdir: str) -> dict:
   if config.fool_images > config.n:
     raise ValueError(f"config.fool_images ({config.fool_images}) must be <= "
                      f"config.n ({config.n}): fooling images are attacked images.")
-  launch.check_files([config.data], "data")
+  source = data.resolve_cifar(config.data)
+  launch.check_files([source], "data")
   launch.prepare_workdir(workdir)
   model = launch.load_model(config, launch.key(config.seed, "init"))
-  # cifar_vgg is about 90% accurate: 10 * (n // 8 + 1) images hold n correct ones.
-  x, y = data.load_cifar10(config.data, "test", limit=config.n // 8 + 1)
+  # cifar_vgg is about 90% accurate: 10 * (n // 8 + 1) images hold n correct
+  # ones; the bundled sample has 100 per class.
+  per_class = config.n // 8 + 1
+  if source == data.SAMPLE_CIFAR:
+    per_class = min(per_class, 100)
+  x, y = data.load_cifar10(source, "test", limit=per_class)
   x, y = predict.correctly_classified(model, x.astype(np.float32) / 255.0, y, config.n)
   if len(x) == 0:
     raise ValueError(f"{config.model} classifies none of the "
@@ -72,7 +78,8 @@ def run(config, workdir: str) -> dict:
       titles=[names[int(c)] for c in fy]
       + ["change x%.0f" % (0.5 / config.fool_eps)] * len(fx)
       + [f"{names[int(t)]} {p:.2f}" for t, p in zip(ft, probs)], ncols=len(fx))
-  metrics = {"attack": dict(attack, n=len(x)), "fooling": dict(fooling, n=len(fy))}
+  metrics = {"attack": dict(attack, n=len(x)), "fooling": dict(fooling, n=len(fy)),
+             "data": source}
   launch.write_results(workdir, metrics, config)
   return metrics
 

@@ -5,7 +5,7 @@ from its cluster's mean image.
   python experiments/multifaceted.py --config=experiments/configs/multifaceted.py \
       --workdir=runs/multifaceted --config.steps=50
 
-Needs CIFAR-10 (../shared/data/cifar10-jpeg.tar). Writes facets.png,
+Reads CIFAR-10 from `config.data` (without ../shared: the bundled test sample). Writes facets.png,
 metrics.json (cluster sizes, each facet's class probability and, for k >= 2,
 `synthesis.facet_separation`: the share of facets nearest their own cluster
 centre and their spread relative to the class's) and config.json.
@@ -14,6 +14,7 @@ Options: experiments/configs/multifaceted.py (`:smoke` for tests).
 
 import os
 
+from absl import logging
 import numpy as np
 
 from cnnviz_jax import data, synthesis, viz
@@ -38,10 +39,18 @@ def run(config, workdir: str) -> dict:
   launch.check_at_least(config, k=1, steps=1, anchor=0, diversity=0)
   # k-means needs at least one image per cluster.
   launch.check_at_least(config, images_per_class=config.k)
-  launch.check_files([config.data], "data")
+  source = data.resolve_cifar(config.data)
+  launch.check_files([source], "data")
+  split, per_class = config.split, config.images_per_class
+  if source == data.SAMPLE_CIFAR:
+    # The bundled sample holds 100 test images per class and no training set.
+    if split == "train":
+      logging.warning("CIFAR-10 training set not found at %s: clustering the "
+                      "bundled test sample instead.", config.data)
+    split, per_class = "test", min(per_class, 100)
   launch.prepare_workdir(workdir)
   model = launch.load_model(config, launch.key(config.seed, "init"))
-  x, y = data.load_cifar10(config.data, config.split, limit=config.images_per_class)
+  x, y = data.load_cifar10(source, split, limit=per_class)
   x = x[y == target].astype(np.float32) / 255.0
   res = synthesis.multifaceted(
       model, x, target, k=config.k, key=launch.key(config.seed, "synthesis"),
