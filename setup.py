@@ -12,7 +12,8 @@ setup(
     packages=find_packages(include=["cnnviz_jax", "cnnviz_jax.*",
                                     "experiments", "weights_conversion"]),
     package_data={"cnnviz_jax": ["models/weights/*.safetensors",
-                                 "data/cifar10_sample.tar", "data/*.md"]},
+                                 "data/cifar10_sample.tar", "data/*.md",
+                                 "synthesis/weights/*.safetensors"]},
     install_requires=[
         "jax>=0.4.30",
         "flax>=0.8",

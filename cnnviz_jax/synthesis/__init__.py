@@ -15,6 +15,10 @@ are techniques built from them.
 
 from cnnviz_jax.synthesis import engine, param, sweep_engine, transforms
 from cnnviz_jax.synthesis._deepdream import deepdream, multiscale, octave_sizes
+from cnnviz_jax.synthesis._generator import (
+    Discriminator, Generator, GeneratorParam, GeneratorPrior, SHIPPED_GENERATOR,
+    clip_code, generate, generator, load_generator, save_generator)
+from cnnviz_jax.synthesis._generator_train import train_generator
 from cnnviz_jax.synthesis._invert import (
     invert, invert_result, inversion_setup, reconstruction_error)
 from cnnviz_jax.synthesis._multifaceted import (
