@@ -13,6 +13,7 @@ setup(
                                     "experiments", "weights_conversion"]),
     package_data={"cnnviz_jax": ["models/weights/*.safetensors",
                                  "data/cifar10_sample.tar", "data/*.md",
+                                 "style/weights/*.safetensors", "style/weights/*.md",
                                  "synthesis/weights/*.safetensors"]},
     install_requires=[
         "jax>=0.4.30",

@@ -141,6 +141,21 @@ class StylizerTest(chex.TestCase, parameterized.TestCase):
     with self.assertRaisesRegex(ValueError, "at least 2x2"):
       style.stylize(net, params, jnp.zeros((1, 1, 8, 3)))
 
+  def test_equals_the_same_network_in_torch(self):
+    # An independent implementation (torch's reflection pad, conv,
+    # instance_norm, nearest interpolate) with the same parameters, at an
+    # odd size and a blend.
+    from experiments.bench_style import TorchStylizer
+    from weights_conversion import torch_reference
+    import torch
+    net, params = narrow()
+    x = images(2, (19, 26))
+    w = [0.2, 0.0, 0.8]
+    with torch.no_grad():
+      theirs = TorchStylizer(net, params, w)(torch_reference.nhwc_to_nchw(x))
+    np.testing.assert_allclose(style.stylize(net, params, x, style=w),
+                               torch_reference.nchw_to_nhwc(theirs), atol=1e-5)
+
   def test_save_load_round_trip(self):
     net, params = narrow()
     path = os.path.join(tmpdir(self), "s.safetensors")
@@ -193,12 +208,13 @@ class TrainTest(absltest.TestCase):
                       log_every=10, checkpoint_every=40, progress=lambda e: None)
     # The same fixed batches before and after training.
     layers, _ = _transfer.default_layers(model)
-    loss = style.make_loss(out["stylizer"], model,
-                           style.style_targets(model, styles, layers, 24), recipe)
+    targets = style.style_targets(model, styles, layers, recipe.style_size)
+    loss = jax.jit(style.make_loss(out["stylizer"], model, recipe))
     init = out["stylizer"].init_params(jax.random.PRNGKey(recipe.seed), (16, 16))
     batches = [style.batch_for_step(pool, recipe, 1000 + i) for i in range(4)]
-    before = np.mean([float(loss(init, model.params, x, s)[0]) for x, s in batches])
-    after = np.mean([float(loss(out["params"], model.params, x, s)[0]) for x, s in batches])
+    value = lambda p: np.mean([float(loss(p, model.params, targets, x, s)[0])
+                               for x, s in batches])
+    before, after = value(init), value(out["params"])
     self.assertLess(after, 0.7 * before)
     self.assertEqual([e["step"] for e in out["history"]], [10, 20, 30, 40])
 

@@ -23,6 +23,7 @@ reaches; `steps_per_run` ends a sitting early.
 """
 
 import dataclasses
+import functools
 import json
 import os
 import time
@@ -76,7 +77,7 @@ class Recipe:
   batch: int = 4
   steps: int = 2000
   learning_rate: float = 2e-3
-  style_weight: float = 10.0
+  style_weight: float = 2.0
   content_weight: float = 1.0
   tv_weight: float = 10.0
   style_size: int = 160
@@ -200,16 +201,16 @@ def style_targets(model, styles: Sequence[Array], layers: Sequence[str],
   return [jnp.stack(g) for g in per_layer]
 
 
-def make_loss(stylizer: S.Stylizer, model, targets: Sequence[Array],
-              recipe: Recipe) -> Callable:
-  """`loss(params, loss_params, images, styles) -> (scalar, parts)`: the
-  weighted perceptual loss averaged over the batch, and its unweighted parts
-  `{"style", "content", "tv"}` (batch means; style and content are the
-  relative errors of `_gram`, style averaged over the layers)."""
+def make_loss(stylizer: S.Stylizer, model, recipe: Recipe) -> Callable:
+  """`loss(params, loss_params, targets, images, styles) -> (scalar, parts)`:
+  the weighted perceptual loss averaged over the batch, and its unweighted
+  parts `{"style", "content", "tv"}` (batch means; style and content are the
+  relative errors of `_gram`, style averaged over the layers). `targets` are
+  `style_targets` (per layer `[S, C, C]`), `styles` int `[B]`."""
   layers, content_layer = _transfer.default_layers(model)
   lw = [1.0 / len(layers)] * len(layers)  # Gatys et al. 2016: equal layers
 
-  def loss(params, loss_params, images, styles):
+  def loss(params, loss_params, targets, images, styles):
     w = jax.nn.one_hot(styles, stylizer.num_styles)
     out = stylizer.apply({"params": params}, images, w)
     _, feats = model.apply(loss_params, images, taps=(content_layer,), logits=False)
@@ -228,13 +229,37 @@ def make_loss(stylizer: S.Stylizer, model, targets: Sequence[Array],
   return loss
 
 
-def make_step(loss_fn, optimizer):
-  """`step(params, opt_state, loss_params, images, styles) -> (params,
-  opt_state, metrics)`, jitted, the params and optimizer state donated."""
+class _ByIdentity:
+  """A hashable handle on an unhashable object (a `Model` holds its
+  parameters), equal only to itself: the cache below keeps it alive, so its
+  id is never reused while cached."""
 
-  def step(params, opt_state, loss_params, images, styles):
+  def __init__(self, obj):
+    self.obj = obj
+
+  def __hash__(self):
+    return id(self.obj)
+
+  def __eq__(self, other):
+    return isinstance(other, _ByIdentity) and other.obj is self.obj
+
+
+@functools.lru_cache(maxsize=8)
+def _cached_step(stylizer, model_handle, recipe):
+  # One compiled step per (network, loss network, recipe) in a process: a
+  # resumed sitting, or a test's several short runs, compile once.
+  loss_fn = make_loss(stylizer, model_handle.obj, recipe)
+  return make_step(loss_fn, optax.adam(recipe.learning_rate))
+
+
+def make_step(loss_fn, optimizer):
+  """`step(params, opt_state, loss_params, targets, images, styles) ->
+  (params, opt_state, metrics)`, jitted, the params and optimizer state
+  donated."""
+
+  def step(params, opt_state, loss_params, targets, images, styles):
     (total, parts), grads = jax.value_and_grad(loss_fn, has_aux=True)(
-        params, loss_params, images, styles)
+        params, loss_params, targets, images, styles)
     updates, opt_state = optimizer.update(grads, opt_state, params)
     return optax.apply_updates(params, updates), opt_state, {"loss": total, **parts}
 
@@ -340,7 +365,9 @@ def train(recipe: Recipe, model, styles: Sequence[Array], pool: ContentPool,
                     style_names=recipe.style_names,
                     recipe=dict(recipe.to_json(), trained_steps=state["step"]))
 
-  step_fn = make_step(make_loss(stylizer, model, targets, recipe), optimizer)
+  # `steps` does not enter the step: runs that differ only there share it.
+  step_fn = _cached_step(stylizer, _ByIdentity(model),
+                         dataclasses.replace(recipe, steps=1))
   loss_params = model.params
   start, t0 = state["step"], time.time()
   stop = recipe.steps if steps_per_run is None else min(
@@ -353,7 +380,8 @@ def train(recipe: Recipe, model, styles: Sequence[Array], pool: ContentPool,
   p, o = state["params"], state["opt_state"]
   for step in range(start, stop):
     x, s = batch_for_step(pool, recipe, step)
-    p, o, metrics = step_fn(p, o, loss_params, jnp.asarray(x), jnp.asarray(s))
+    p, o, metrics = step_fn(p, o, loss_params, targets, jnp.asarray(x),
+                            jnp.asarray(s))
     window.append(metrics)
     done = step + 1
     if done % log_every == 0 or done == stop:

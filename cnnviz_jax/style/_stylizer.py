@@ -87,6 +87,23 @@ def _reflect(x: Array, p: int) -> Array:
   return jnp.pad(x, ((0, 0), (p, p), (p, p), (0, 0)), mode="reflect")
 
 
+def _reflect_conv(x: Array, features: int, kernel: int, stride: int, name: str,
+                  **kw) -> Array:
+  """Reflection padding by `kernel // 2`, then a `kernel`x`kernel` conv.
+
+  At stride 1 the padded map is convolved with 1 pixel of zero padding and
+  the outer ring of the result cropped: the same sums as an unpadded
+  ("VALID") convolution, but XLA:CPU (jax 0.10.2) ran VALID stride-1
+  convolutions about 12x slower than padded ones (3x3 32->16 at 256x256:
+  35 ms vs 2.9 ms on the 2-core EPYC), which made stylization slower than
+  eager PyTorch.
+  """
+  x = _reflect(x, kernel // 2)
+  if stride == 1:
+    return Conv(features, kernel, 1, padding=1, name=name, **kw)(x)[:, 1:-1, 1:-1]
+  return Conv(features, kernel, stride, name=name, **kw)(x)
+
+
 class ConvNorm(nn.Module):
   """Reflection pad, conv (stride `stride`), conditional IN, optional ReLU."""
   features: int
@@ -97,8 +114,7 @@ class ConvNorm(nn.Module):
 
   @nn.compact
   def __call__(self, x: Array, w: Array) -> Array:
-    x = Conv(self.features, self.kernel, self.stride, name="conv")(
-        _reflect(x, self.kernel // 2))
+    x = _reflect_conv(x, self.features, self.kernel, self.stride, "conv")
     x = CondInstanceNorm(self.num_styles, name="norm")(x, w)
     return nn.relu(x) if self.relu else x
 
@@ -147,7 +163,7 @@ class Stylizer(nn.Module):
     x = ConvNorm(c2, 3, s, name="dec1")(x, weights)
     x = image_lib.resize(x, h1, "nearest")
     x = ConvNorm(c1, 3, s, name="dec2")(x, weights)
-    x = Conv(3, 9, kernel_init=_OUT_INIT, name="out")(_reflect(x, 4))
+    x = _reflect_conv(x, 3, 9, 1, "out", kernel_init=_OUT_INIT)
     # A sigmoid keeps the output in (0, 1) with gradients everywhere
     # (Johnson et al. scale a tanh to the pixel range, the same up to scale).
     return jax.nn.sigmoid(x)
