@@ -25,13 +25,13 @@ setup(
         "absl-py",
         "safetensors",
         "ml_collections",
-        "scikit-learn",   # k-means (multifaceted), PCA / t-SNE maps
-        "scipy",          # linear assignment, special functions
+        "scikit-learn",   # KMeans (multifaceted), t-SNE, sample photographs
+        "scipy",          # linear assignment (t-SNE grids), Spearman (sanity checks)
+        "opencv-python-headless",  # GrabCut segmentation (gallery, attribution)
     ],
     extras_require={
         "convert": ["torch==2.14.1", "torchvision==0.29.1"],
-        "segment": ["opencv-python-headless"],
-        "test": ["pytest", "chex", "torch==2.14.1", "torchvision==0.29.1",
-                 "captum", "opencv-python-headless"],
+        "test": ["pytest", "pytest-xdist", "chex", "torch==2.14.1",
+                 "torchvision==0.29.1", "captum"],
     },
 )

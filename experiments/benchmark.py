@@ -20,7 +20,7 @@ import jax
 from experiments import bench_common
 from cnnviz_jax.io import write_json
 
-SUITES = ("attribution", "synthesis", "features", "conv", "train")
+SUITES = ("attribution", "synthesis", "features", "style", "conv", "train")
 _REPEATS = flags.DEFINE_integer("repeats", 5, "Timed repeats per case (median).")
 _QUICK = flags.DEFINE_bool("quick", False, "Tiny sizes: checks that it runs.")
 _OUTPUT = flags.DEFINE_string("output", None, "Optional JSON file of results.")
