@@ -102,3 +102,46 @@ def check_key(key: Any, name: str = "key") -> None:
   raise ValueError(
       f"{name} must be one JAX PRNG key, e.g. jax.random.PRNGKey(0) or "
       f"jax.random.key(0); got {got}.")
+
+
+def is_int(value: Any) -> bool:
+  """True for a Python or numpy integer that is not a bool."""
+  return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+
+def is_number(value: Any) -> bool:
+  """True for an integer (not a bool) or a float."""
+  return is_int(value) or isinstance(value, (float, np.floating))
+
+
+class ConfigProblems:
+  """Collects every problem of a config, then raises them in one ValueError
+  (training launchers validate their whole config before any work).
+
+      problems = ConfigProblems(cfg, REQUIRED, "experiments/configs/x.py")
+      problems.need(cfg.lr > 0, "lr", "a number > 0")
+      problems.integers("epochs", "batch_size", minimum=1)
+      problems.raise_if_any("training config")
+  """
+
+  def __init__(self, cfg, required, template: str):
+    missing = [k for k in required if k not in cfg]
+    if missing:
+      raise ValueError(f"config lacks keys {missing}; start from {template}.")
+    self.cfg = cfg
+    self.problems = []
+
+  def need(self, ok: bool, key: str, what: str) -> None:
+    """Records that `key` must be `what` unless `ok`."""
+    if not ok:
+      self.problems.append(f"{key} must be {what}; got {self.cfg[key]!r}")
+
+  def integers(self, *keys: str, minimum: int = 1, note: str = "") -> None:
+    """Each of `keys` must be an integer >= `minimum`."""
+    what = "an integer > 0" if minimum == 1 else f"an integer >= {minimum}"
+    for k in keys:
+      self.need(is_int(self.cfg[k]) and self.cfg[k] >= minimum, k, what + note)
+
+  def raise_if_any(self, what: str) -> None:
+    if self.problems:
+      raise ValueError(f"invalid {what}:\n  " + "\n  ".join(self.problems))

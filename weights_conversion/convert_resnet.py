@@ -13,8 +13,7 @@ weight, bias, running statistics; `num_batches_tracked` is dropped),
 map one to one: `layer2.0.downsample.1` is `layer2/0/downsample/1`.
 """
 
-import json
-from typing import Mapping, Optional
+from typing import Mapping
 
 import numpy as np
 
@@ -64,33 +63,3 @@ def convert_state_dict(arch: str, state_dict: Mapping) -> dict:
                         f"torchvision {arch} state dict")
   return core.unflatten({k: np.ascontiguousarray(v, np.float32)
                          for k, v in flat.items()})
-
-
-def convert(arch: str, output: str, state_dict_path: Optional[str] = None,
-            class_names: Optional[list] = None):
-  """Converts and writes `output` (atomically). Returns the variables.
-
-  Args:
-    arch: "resnet18" or "resnet50".
-    output: the safetensors path.
-    state_dict_path: a local torchvision state dict; None downloads the
-      ImageNet weights through torchvision's API.
-    class_names: written as metadata (the CLI passes torchvision's categories).
-  """
-  import torch
-  import torchvision
-  if arch not in resnet.ARCHITECTURES:
-    raise ValueError(f"unknown ResNet {arch!r}; valid: {', '.join(ARCHITECTURES)}.")
-  if state_dict_path:
-    sd = torch.load(state_dict_path, map_location="cpu", weights_only=True)
-    source = state_dict_path
-  else:
-    net = torchvision.models.get_model(arch, weights="DEFAULT")
-    sd, source = net.state_dict(), f"torchvision.models.{arch}(weights=DEFAULT)"
-  variables = convert_state_dict(arch, sd)
-  meta = {"arch": arch, "source": source,
-          "torchvision_version": torchvision.__version__}
-  if class_names:
-    meta["class_names"] = json.dumps(list(class_names))
-  checkpoint.save(output, variables, meta)
-  return variables

@@ -103,11 +103,8 @@ def convert(arch: str, output: str, state_dict_path: Optional[str] = None,
   if os.path.exists(output) and not overwrite:
     raise FileExistsError(f"output {output} exists; pass --overwrite (or "
                           "overwrite=True) to replace it.")
-  if arch in convert_resnet.ARCHITECTURES:  # Flax modules, not layer tables
-    return convert_resnet.convert(arch, output, state_dict_path,
-                                  imagenet_categories(arch))
-  if arch not in zoo.IMAGENET_ARCHITECTURES:
-    valid = zoo.IMAGENET_ARCHITECTURES + convert_resnet.ARCHITECTURES
+  valid = zoo.IMAGENET_ARCHITECTURES + convert_resnet.ARCHITECTURES
+  if arch not in valid:
     raise ValueError(f"unknown arch {arch!r}; valid: {', '.join(valid)}.")
   if state_dict_path:
     sd = torch.load(state_dict_path, map_location="cpu", weights_only=True)
@@ -115,7 +112,10 @@ def convert(arch: str, output: str, state_dict_path: Optional[str] = None,
   else:
     net = torchvision.models.get_model(arch, weights="DEFAULT")
     sd, source = net.state_dict(), f"torchvision.models.{arch}(weights=DEFAULT)"
-  params = convert_state_dict(arch, sd)
+  if arch in convert_resnet.ARCHITECTURES:  # Flax modules, not layer tables
+    params = convert_resnet.convert_state_dict(arch, sd)
+  else:
+    params = convert_state_dict(arch, sd)
   meta = {"arch": arch, "source": source,
           "torchvision_version": torchvision.__version__}
   cats = imagenet_categories(arch)

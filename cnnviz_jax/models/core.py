@@ -181,8 +181,38 @@ class SequentialNet(nn.Module):
     return x, out
 
 
+class TapLookup:
+  """Tap names, shared by every kind of model (`Model`, `wrap.WrappedModel`):
+  the class needs `name`, `layer_names`, `aliases` (alias -> canonical name)
+  and `class_names`; `TAP_WORD` and `ALIAS_WORD` name them in errors."""
+  TAP_WORD = "layer"
+  ALIAS_WORD = "aliases"
+
+  @property
+  def num_classes(self) -> int:
+    return len(self.class_names)
+
+  def resolve(self, tap: str) -> str:
+    """Canonical name of `tap` (a canonical name or an alias); ValueError
+    listing the valid names otherwise."""
+    if tap in self.layer_names:
+      return tap
+    alias = self.aliases.get(tap)
+    if alias is None:
+      hint = (f" (or {self.ALIAS_WORD}: {', '.join(self.aliases)})"
+              if self.aliases else "")
+      raise ValueError(
+          f"unknown {self.TAP_WORD} {tap!r} for model {self.name}; valid "
+          f"names: {', '.join(self.layer_names)}{hint}.")
+    return alias
+
+  def layer_index(self, tap: str) -> int:
+    """Position of `tap` in `layer_names` (input to output)."""
+    return self.layer_names.index(self.resolve(tap))
+
+
 @flax.struct.dataclass
-class Model:
+class Model(TapLookup):
   """A network: parameters (the pytree) plus static metadata.
 
   Attributes:
@@ -202,6 +232,7 @@ class Model:
   mean: tuple = flax.struct.field(pytree_node=False)
   std: tuple = flax.struct.field(pytree_node=False)
   min_size: int = flax.struct.field(pytree_node=False, default=32)
+  ALIAS_WORD = "torchvision paths"
 
   @property
   def layer_names(self) -> tuple[str, ...]:
@@ -213,24 +244,6 @@ class Model:
     """torchvision module path -> canonical name."""
     return {l.alias: l.name for l in self.layers if l.alias}
 
-  @property
-  def num_classes(self) -> int:
-    return len(self.class_names)
-
-  def resolve(self, tap: str) -> str:
-    """Canonical name of `tap` (a canonical name or a torchvision path)."""
-    if tap in self.layer_names:
-      return tap
-    alias = self.aliases.get(tap)
-    if alias is None:
-      raise ValueError(
-          f"unknown layer {tap!r} for model {self.name}; valid names: "
-          f"{', '.join(self.layer_names)} (or torchvision paths: "
-          f"{', '.join(self.aliases)}).")
-    return alias
-
-  def layer_index(self, tap: str) -> int:
-    return self.layer_names.index(self.resolve(tap))
 
   def layer_shape(self, tap: str, image_hw: Optional[tuple[int, int]] = None):
     """Activation shape `[H', W', C]` (or `[C]`) of `tap` for one image."""

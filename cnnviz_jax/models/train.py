@@ -29,6 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from cnnviz_jax import _checks as checks
 from cnnviz_jax import io
 from cnnviz_jax.models import checkpoint, core, registry
 
@@ -145,23 +146,13 @@ def check_config(cfg) -> None:
               "warmup_epochs", "momentum", "weight_decay", "label_smoothing",
               "eval_every", "steps_per_call", "epochs_per_run", "train_limit",
               "test_limit")
-  missing = [k for k in required if k not in cfg]
-  if missing:
-    raise ValueError(f"training config lacks keys {missing}; start from "
-                     "experiments/configs/train_cifar.py.")
-  is_int = lambda v: isinstance(v, (int, np.integer)) and not isinstance(v, bool)
-  is_num = lambda v: is_int(v) or isinstance(v, (float, np.floating))
-  problems = []
-
-  def need(ok, key, what):
-    if not ok:
-      problems.append(f"{key} must be {what}; got {cfg[key]!r}")
-
+  problems = checks.ConfigProblems(cfg, required,
+                                   "experiments/configs/train_cifar.py")
+  need, is_int, is_num = problems.need, checks.is_int, checks.is_number
   need(cfg.model in registry.names(), "model", f"one of {registry.names()}")
-  for k in ("epochs", "batch_size", "eval_every", "steps_per_call"):
-    need(is_int(cfg[k]) and cfg[k] > 0, k, "an integer > 0")
-  for k in ("epochs_per_run", "train_limit", "test_limit"):
-    need(is_int(cfg[k]) and cfg[k] >= 0, k, "an integer >= 0 (0: no limit)")
+  problems.integers("epochs", "batch_size", "eval_every", "steps_per_call")
+  problems.integers("epochs_per_run", "train_limit", "test_limit", minimum=0,
+                    note=" (0: no limit)")
   need(is_int(cfg.seed), "seed", "an integer")
   need(is_num(cfg.peak_lr) and cfg.peak_lr > 0, "peak_lr", "a number > 0")
   need(is_num(cfg.momentum) and 0 <= cfg.momentum < 1, "momentum", "in [0, 1)")
@@ -173,8 +164,7 @@ def check_config(cfg) -> None:
     need(is_num(cfg.warmup_epochs) and
          0 < cfg.warmup_epochs < _MAX_WARMUP_FRACTION * cfg.epochs,
          "warmup_epochs", f"in (0, {_MAX_WARMUP_FRACTION} * epochs)")
-  if problems:
-    raise ValueError("invalid training config:\n  " + "\n  ".join(problems))
+  problems.raise_if_any("training config")
 
 
 def _check_dataset(dataset, num_classes: int):

@@ -30,7 +30,7 @@ import jax
 import jax.numpy as jnp
 
 from cnnviz_jax import _checks as checks
-from cnnviz_jax.models import rewrite
+from cnnviz_jax.models import core, rewrite
 
 Array = jax.Array
 
@@ -43,7 +43,7 @@ _SIZE_SEARCH = 48
 
 
 @flax.struct.dataclass
-class WrappedModel:
+class WrappedModel(core.TapLookup):
   """A user network behind the `Model` interface.
 
   Attributes:
@@ -71,30 +71,13 @@ class WrappedModel:
   std: tuple = flax.struct.field(pytree_node=False)
   min_size: int = flax.struct.field(pytree_node=False,
                                     default=_DEFAULT_MIN_SIZE)
+  TAP_WORD = "tap"
 
   @property
   def aliases(self) -> dict[str, str]:
     """Alias (dotted path, or the path of a reused submodule) -> canonical."""
     return dict(self.aliases_)
 
-  @property
-  def num_classes(self) -> int:
-    return len(self.class_names)
-
-  def resolve(self, tap: str) -> str:
-    """Canonical name of `tap`; ValueError listing the valid taps."""
-    if tap in self.layer_names:
-      return tap
-    alias = self.aliases.get(tap)
-    if alias is None:
-      raise ValueError(
-          f"unknown tap {tap!r} for model {self.name}; valid taps: "
-          f"{', '.join(self.layer_names)}.")
-    return alias
-
-  def layer_index(self, tap: str) -> int:
-    """Position of `tap` in `layer_names` (program order)."""
-    return self.layer_names.index(self.resolve(tap))
 
   def layer_shape(self, tap: str, image_hw: Optional[tuple[int, int]] = None):
     """Activation shape of `tap` for one image (`[H', W', C]` or `[C]`)."""

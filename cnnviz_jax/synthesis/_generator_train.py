@@ -32,6 +32,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from cnnviz_jax import _checks as checks
 from cnnviz_jax import io
 from cnnviz_jax.models import registry
 from cnnviz_jax.synthesis import _generator as gen
@@ -81,24 +82,14 @@ class TrainState(NamedTuple):
 def check_config(cfg) -> None:
   """Raises ValueError naming every missing or invalid key of a generator
   training config (`experiments/configs/train_generator.py`)."""
-  missing = [k for k in REQUIRED_KEYS if k not in cfg]
-  if missing:
-    raise ValueError(f"generator training config lacks keys {missing}; start "
-                     "from experiments/configs/train_generator.py.")
-  is_int = lambda v: isinstance(v, (int, np.integer)) and not isinstance(v, bool)
-  is_num = lambda v: is_int(v) or isinstance(v, (float, np.floating))
-  problems = []
-
-  def need(ok, key, what):
-    if not ok:
-      problems.append(f"{key} must be {what}; got {cfg[key]!r}")
-
+  problems = checks.ConfigProblems(cfg, REQUIRED_KEYS,
+                                   "experiments/configs/train_generator.py")
+  need, is_int, is_num = problems.need, checks.is_int, checks.is_number
   need(cfg.model in registry.names(), "model", f"one of {registry.names()}")
-  for k in ("batch_size", "steps", "steps_per_call", "log_every",
-            "checkpoint_every"):
-    need(is_int(cfg[k]) and cfg[k] > 0, k, "an integer > 0")
-  for k in ("steps_per_run", "train_limit", "warmup_steps"):
-    need(is_int(cfg[k]) and cfg[k] >= 0, k, "an integer >= 0 (0: none)")
+  problems.integers("batch_size", "steps", "steps_per_call", "log_every",
+                    "checkpoint_every")
+  problems.integers("steps_per_run", "train_limit", "warmup_steps", minimum=0,
+                    note=" (0: none)")
   need(is_int(cfg.seed), "seed", "an integer")
   for k in ("learning_rate", "disc_learning_rate"):
     need(is_num(cfg[k]) and cfg[k] > 0, k, "a number > 0")
@@ -108,9 +99,7 @@ def check_config(cfg) -> None:
   for k in ("widths", "disc_widths"):
     need(len(cfg[k]) >= 1 and all(is_int(w) and w > 0 for w in cfg[k]), k,
          "a non-empty list of integers > 0")
-  if problems:
-    raise ValueError("invalid generator training config:\n  "
-                     + "\n  ".join(problems))
+  problems.raise_if_any("generator training config")
 
 
 def _check_layers(model, cfg):
