@@ -80,3 +80,38 @@ def check_finite(flat: Mapping, what: str) -> None:
           f"{what}: tensor {k!r} holds {int(np.isnan(v).sum())} NaN and "
           f"{int(np.isinf(v).sum())} infinite values (of {v.size}); the "
           "weights are corrupt (e.g. a diverged training run).")
+
+
+def read_training_state(path: str, version, *, json_fields=(),
+                        what: str = "training checkpoint") -> dict:
+  """Reads a trainer's msgpack checkpoint (one file holding the state, the
+  history and the config, written atomically by `io.atomic_write`).
+
+  Args:
+    path: the checkpoint file.
+    version: the `"format"` entry this trainer writes.
+    json_fields: entries stored as JSON strings, decoded here.
+    what: how the file is called in the error message.
+
+  Returns:
+    the stored dict.
+
+  Raises:
+    ValueError: naming the file and what to do, when it is corrupt, truncated
+      or of another format (msgpack raises several unrelated types).
+  """
+  import flax  # the trainers' serialization; loading weights needs no flax
+  try:
+    with open(path, "rb") as f:
+      stored = flax.serialization.msgpack_restore(f.read())
+    if stored.get("format") != version:
+      raise ValueError(f"format {stored.get('format')!r}, expected {version}")
+    for k in json_fields:
+      stored[k] = json.loads(stored[k])
+    return stored
+  except Exception as e:  # pylint: disable=broad-except
+    raise ValueError(
+        f"{what} {path} is corrupt, truncated or from another version "
+        f"({type(e).__name__}: {e}). It is written atomically, so a killed run "
+        "does not cause this: move the file away to start over, or use "
+        "another --workdir.") from e

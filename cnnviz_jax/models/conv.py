@@ -222,7 +222,7 @@ def _transposed_weight_grad(x, g, *, kernel_shape, stride, pads):
   pixels as the kernel), on explicitly transposed operands: the layouts are
   ours rather than XLA's layout assignment's."""
   kh, kw = kernel_shape[:2]
-  (sh, sw), ((pt, pb), (pl, pr)) = stride, pads
+  (sh, sw), _ = stride, pads
   ho, wo = g.shape[1:3]
   # Crop the padded input to the rows and columns the windows reach.
   xp = _pad_input(x, pads)[:, :sh * (ho - 1) + kh, :sw * (wo - 1) + kw]

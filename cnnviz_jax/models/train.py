@@ -200,20 +200,8 @@ def _fingerprint(arrays) -> str:
 
 
 def _read_checkpoint(path: str) -> dict:
-  try:
-    with open(path, "rb") as f:
-      stored = flax.serialization.msgpack_restore(f.read())
-    if stored.get("format") != _CHECKPOINT_FORMAT:
-      raise ValueError(f"format {stored.get('format')!r}, expected "
-                       f"{_CHECKPOINT_FORMAT}")
-    stored["config"] = json.loads(stored["config"])
-    return stored
-  except Exception as e:  # msgpack raises several unrelated types
-    raise ValueError(
-        f"training checkpoint {path} is corrupt, truncated or from another "
-        f"version ({type(e).__name__}: {e}). This trainer writes it "
-        "atomically, so a killed run does not cause this: move the file away "
-        "to start over from epoch 0, or use another --workdir.") from e
+  return checkpoint.read_training_state(path, _CHECKPOINT_FORMAT,
+                                        json_fields=("config",))
 
 
 def _check_resume(stored: dict, cfg, fingerprint: str, epoch: int,

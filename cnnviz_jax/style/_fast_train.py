@@ -39,6 +39,7 @@ import optax
 from cnnviz_jax import image as image_lib
 from cnnviz_jax import io
 from cnnviz_jax import objectives as O
+from cnnviz_jax.models import checkpoint
 from cnnviz_jax.style import _gram, _transfer
 from cnnviz_jax.style import _stylizer as S
 
@@ -269,16 +270,7 @@ def make_step(loss_fn, optimizer):
 # --------------------------------------------------------------- training
 
 def _read(path: str) -> dict:
-  try:
-    with open(path, "rb") as f:
-      stored = flax.serialization.msgpack_restore(f.read())
-    if stored.get("format") != _FORMAT:
-      raise ValueError(f"format {stored.get('format')!r}, expected {_FORMAT}")
-    return stored
-  except Exception as e:  # msgpack raises several unrelated types
-    raise ValueError(f"training checkpoint {path} is corrupt, truncated or "
-                     f"from another version ({type(e).__name__}: {e}); move it "
-                     "away to start over, or use another workdir.") from e
+  return checkpoint.read_training_state(path, _FORMAT)
 
 
 def _check_resume(old: dict, new: dict, step: int, path: str) -> None:

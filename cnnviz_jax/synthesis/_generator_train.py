@@ -34,7 +34,7 @@ import optax
 
 from cnnviz_jax import _checks as checks
 from cnnviz_jax import io
-from cnnviz_jax.models import registry
+from cnnviz_jax.models import checkpoint, registry
 from cnnviz_jax.synthesis import _generator as gen
 
 CHECKPOINT = "checkpoint.msgpack"
@@ -128,21 +128,9 @@ def _optimizer(lr: float, cfg):
 
 
 def _read_checkpoint(path: str) -> dict:
-  try:
-    with open(path, "rb") as f:
-      stored = flax.serialization.msgpack_restore(f.read())
-    if stored.get("format") != _CHECKPOINT_FORMAT:
-      raise ValueError(f"format {stored.get('format')!r}, expected "
-                       f"{_CHECKPOINT_FORMAT}")
-    stored["config"] = json.loads(stored["config"])
-    stored["history"] = json.loads(stored["history"])
-    return stored
-  except Exception as e:  # msgpack raises several unrelated types
-    raise ValueError(
-        f"generator checkpoint {path} is corrupt, truncated or from another "
-        f"version ({type(e).__name__}: {e}); it is written atomically, so a "
-        "killed run does not cause this: move it away to start over, or use "
-        "another --workdir.") from e
+  return checkpoint.read_training_state(
+      path, _CHECKPOINT_FORMAT, json_fields=("config", "history"),
+      what="generator checkpoint")
 
 
 def _check_resume(old: dict, cfg, path: str) -> None:
