@@ -49,8 +49,11 @@ def load(spec: Optional[str], split: str, n: int,
   Args:
     spec: a CIFAR-10 archive (python or JPEG tar/zip) or CIFAR-10 folder
       (`<split>/<class>/*.jpg`); a folder of image files (resized to `size`,
-      no labels); "synthetic" (discs and squares, labelled 0 and 1); None:
-      `data.DEFAULT_CIFAR` when present, else "synthetic".
+      no labels); "synthetic" (discs and squares, labelled 0 and 1); None
+      or `data.DEFAULT_CIFAR`: the full archive when present, else the bundled
+      1,000-image test sample, split in two disjoint halves (images 0-49 of
+      each class serve as "test", 50-99 as "train") so that queries and
+      database stay distinct.
     split: "train" or "test" (CIFAR-10 only).
     n: images wanted (at most), classes interleaved.
     size: `(H, W)` of folder and synthetic images.
@@ -59,8 +62,13 @@ def load(spec: Optional[str], split: str, n: int,
   Raises:
     ValueError: a missing path, an empty folder.
   """
-  if spec is None:
-    spec = data.DEFAULT_CIFAR if os.path.exists(data.DEFAULT_CIFAR) else "synthetic"
+  if spec is None or spec == data.DEFAULT_CIFAR:
+    spec = data.resolve_cifar(spec)
+  if spec == data.SAMPLE_CIFAR:
+    x, y = data.load_cifar10(spec, "test")   # class-sorted, 100 per class
+    keep = (np.arange(len(y)) % 100 >= 50) == (split == "train")
+    x, y = _interleave(x[keep], y[keep], n)
+    return Dataset(x, y, tuple(data.CIFAR10_CLASSES), f"{spec} ({split} half)")
   if spec == "synthetic":
     from cnnviz_jax.data import samples
     x = samples.synthetic_images(n, size, seed + (split == "train"))
