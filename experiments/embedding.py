@@ -10,9 +10,11 @@ Writes scatter.png, grid.png, coords.npy (the 2-D map), metrics.json
 (`:smoke` for tests).
 """
 
+import math
 import os
 import time
 
+from absl import logging
 import matplotlib
 matplotlib.use("Agg")  # no display on servers / CI
 import matplotlib.pyplot as plt
@@ -21,7 +23,6 @@ import numpy as np
 from cnnviz_jax import features, io, viz
 from experiments import feature_data, launch
 
-_CONFIG, _WORKDIR = launch.define_flags("embedding")
 METHODS = ("tsne", "pca")
 
 
@@ -80,20 +81,27 @@ def run(config, workdir: str) -> dict:
     coords = features.pca(feats, 2).coords
   timings[f"{config.method}_s"] = time.perf_counter() - t
   os.makedirs(workdir, exist_ok=True)
-  np.save(os.path.join(workdir, "coords.npy"), coords)
+  io.atomic_write(os.path.join(workdir, "coords.npy"),
+                  lambda tmp: np.save(tmp, np.asarray(coords)))
   title = (f"{config.method} of {config.model} {config.layer}, "
            f"{len(ds.images)} images")
   save_scatter(os.path.join(workdir, "scatter.png"), coords, ds.labels,
                ds.class_names, title)
+  # A data source smaller than config.num_images (the bundled sample's 500
+  # images per half) fills the largest square grid it can.
+  grid = min(config.grid, math.isqrt(len(ds.images)))
+  if grid < config.grid:
+    logging.warning("%d images fill a %dx%d grid, not %dx%d.", len(ds.images),
+                    grid, grid, config.grid, config.grid)
   t = time.perf_counter()
-  cells = features.grid_layout(coords, config.grid, config.grid)
+  cells = features.grid_layout(coords, grid, grid)
   timings["grid_layout_s"] = time.perf_counter() - t
   picture = features.mosaic(ds.images[cells.ravel()].astype(np.float32) / 255,
-                            ncols=config.grid, pad=0)
+                            ncols=grid, pad=0)
   viz.save_image(os.path.join(workdir, "grid.png"), picture)
   metrics = {"model": config.model, "data": ds.source, "layer": config.layer,
              "method": config.method, "num_images": len(ds.images),
-             "grid": [config.grid, config.grid], **timings}
+             "grid": [grid, grid], **timings}
   launch.write_results(workdir, metrics, config)
   return metrics
 
