@@ -32,6 +32,8 @@ _CASES = (
     (5, 4, 1, 15, 12, 2, 4, 4),
     (11, 4, 2, 35, 31, 2, 3, 8),
     (11, 1, 0, 12, 11, 1, 2, 3),
+    (7, 1, 3, 12, 11, 2, 6, 3),   # "split": 7 is no multiple of 3
+    (9, 1, 0, 14, 13, 1, 5, 2),   # "split" unpadded, Johnson's output layer
 )
 
 
@@ -156,6 +158,19 @@ class Conv2dTest(chex.TestCase, parameterized.TestCase):
         self.assertIn(plan["forward"], C.FORWARD)
         self.assertIn(plan["input_grad"], C.INPUT_GRAD)
         self.assertIn(plan["weight_grad"], C.WEIGHT_GRAD)
+
+
+  def test_plan_for_the_style_network(self):
+    # The formulations the stylizer's layers rely on (reflection padding,
+    # then unpadded convolutions) at 256x256.
+    cases = (((1, 264, 264, 3), (9, 9, 3, 16), 1, "pad4"),
+             ((1, 264, 264, 16), (9, 9, 16, 3), 1, "split"),
+             ((1, 258, 258, 32), (3, 3, 32, 16), 1, "crop"),
+             ((1, 258, 258, 16), (3, 3, 16, 32), 2, "s2d"),
+             ((1, 66, 66, 64), (3, 3, 64, 64), 1, "xla"))
+    for x_shape, k_shape, s, want in cases:
+      self.assertEqual(C.plan(x_shape, k_shape, s, 0)["forward"], want,
+                       (x_shape, k_shape, s))
 
 
 class ConvModuleTest(parameterized.TestCase):

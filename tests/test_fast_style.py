@@ -17,7 +17,7 @@ import numpy as np
 from conftest import SHARED_IMAGES, tiny_model
 from cnnviz_jax import data, image, models, style
 from cnnviz_jax.data import samples
-from cnnviz_jax.style import _transfer
+from cnnviz_jax.style import _stylizer, _transfer
 
 KEY = jax.random.PRNGKey(0)
 NARROW = dict(channels=(4, 8, 8), num_residual=1)
@@ -75,6 +75,17 @@ class StylizerTest(chex.TestCase, parameterized.TestCase):
     self.assertGreater(float(out.std()), 1e-3)  # not a constant image
     one = style.stylize(net, params, x[0], style=1)
     self.assertEqual(one.shape, (h, w, 3))
+
+  @parameterized.parameters((5, 7), (130, 129))  # four 2x2 convs; one 3x3
+  def test_fused_upsample_conv_equals_resize_then_conv(self, h, w):
+    x = jax.random.normal(jax.random.PRNGKey(0), (2, h, w, 4))
+    k = jax.random.normal(jax.random.PRNGKey(1), (3, 3, 4, 5))
+    up = image.resize(x, (2 * h, 2 * w), "nearest")
+    up = jnp.pad(up, ((0, 0), (1, 1), (1, 1), (0, 0)), mode="reflect")
+    want = jax.lax.conv_general_dilated(up, k, (1, 1), "VALID",
+                                        dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    got = _stylizer._upsample2_conv(x, k)
+    np.testing.assert_allclose(got, want, atol=2e-5 * float(jnp.abs(want).max()))
 
   @chex.variants(with_jit=True, without_jit=True)
   def test_batch_equals_one_by_one(self):

@@ -26,7 +26,11 @@ fp32 GEMM peak about 420 GFLOP/s quiet; `experiments/bench_conv.py`):
   with the matching sub-kernels (`"phase"`), instead of XLA's convolution of
   an s-dilated input;
 - forward: XLA's own, with 1-3 input channels padded to 4 (`"pad4"`) for
-  large stride-1 kernels on RGB, where YNNPACK was slow.
+  large stride-1 kernels on RGB, where YNNPACK was slow; large kernels to few
+  outputs as one 3x3 convolution to many plus shifted sums (`"split"`);
+  unpadded stride-1 convolutions on large maps given a ring of padding that
+  is cropped off again (`"crop"`); stride 2 from few channels as a stride-1
+  convolution of the space-to-depth input (`"s2d"`).
 
 Gradients that nobody asked for are not computed (the kernel gradient of a
 saliency map, the image gradient of a training step): the rule sees which
@@ -82,6 +86,11 @@ def _out_size(n: int, k: int, s: int, pads: tuple[int, int]) -> int:
   return (n + pads[0] + pads[1] - k) // s + 1
 
 
+def _out_hw(x_shape, kernel_shape, stride, pads) -> tuple[int, int]:
+  return (_out_size(x_shape[1], kernel_shape[0], stride[0], pads[0]),
+          _out_size(x_shape[2], kernel_shape[1], stride[1], pads[1]))
+
+
 def _pad_input(x: Array, pads) -> Array:
   return jnp.pad(x, ((0, 0), pads[0], pads[1], (0, 0)))
 
@@ -112,7 +121,85 @@ def _pad4_forward(x, kernel, *, stride, pads):
   return _xla_forward(x, kernel, stride=stride, pads=pads)
 
 
-FORWARD: dict[str, Callable] = {"xla": _xla_forward, "pad4": _pad4_forward}
+def _crop_forward(x, kernel, *, stride, pads):
+  """A stride-1 convolution with at least one pixel of zero padding on every
+  side, its outer ring cropped: XLA:CPU (jax 0.10.2) ran unpadded ("VALID")
+  stride-1 convolutions on large maps about 10x slower than padded ones
+  (3x3 32->16 at 256x256: 39.4 ms vs 3.9 ms; 9x9 16->3 at 256 via "split":
+  26.1 ms vs 4.7 ms), while the extra ring costs a few per cent."""
+  if max(stride) > 1:  # a ring of padding would move the strided grid
+    return _xla_forward(x, kernel, stride=stride, pads=pads)
+  grow = tuple((1 if lo < 1 else 0, 1 if hi < 1 else 0) for lo, hi in pads)
+  y = _xla_forward(x, kernel, stride=stride,
+                   pads=tuple((lo + a, hi + b) for (lo, hi), (a, b) in zip(pads, grow)))
+  return y[:, grow[0][0]:y.shape[1] - grow[0][1], grow[1][0]:y.shape[2] - grow[1][1]]
+
+
+_SPLIT = 3  # "split" sub-kernel size
+
+
+def _split_forward(x, kernel, *, stride, pads):
+  """A large kernel with few outputs as one 3x3 convolution with many.
+
+  The kh x kw kernel, zero-padded to multiples of 3, is a q x q' grid of 3x3
+  sub-kernels; one 3x3 convolution computes every sub-kernel's response
+  (q*q'*O outputs), and the output is the sum of those responses, each
+  shifted by its sub-kernel's offset. The same products and sums in another
+  order. Stride 1 only (else XLA's own). For 9x9 16->3 (Johnson's output layer) at 256x256 XLA:CPU took
+  11.5 ms its own way, 4.7 ms this way (eager PyTorch: 6.1 ms); 45 -> 17 ms
+  at 512, 176 -> 85 ms at 1024. Not for many outputs (9x9 3->16: 4.0 -> 22 ms).
+  """
+  if max(stride) > 1:
+    return _xla_forward(x, kernel, stride=stride, pads=pads)
+  kh, kw, c, o = kernel.shape
+  m = _SPLIT
+  qh, qw = -(-kh // m), -(-kw // m)
+  # Zero taps at the bottom/right reach zero rows/columns appended below.
+  kernel = jnp.pad(kernel, ((0, qh * m - kh), (0, qw * m - kw), (0, 0), (0, 0)))
+  xp = _pad_input(x, pads)
+  ho, wo = xp.shape[1] - kh + 1, xp.shape[2] - kw + 1
+  xp = jnp.pad(xp, ((0, 0), (0, qh * m - kh), (0, qw * m - kw), (0, 0)))
+  subs = kernel.reshape(qh, m, qw, m, c, o).transpose(1, 3, 4, 0, 2, 5)
+  z = _crop_forward(xp, subs.reshape(m, m, c, qh * qw * o), stride=(1, 1),
+                    pads=((0, 0), (0, 0)))
+  z = z.reshape(*z.shape[:3], qh, qw, o)
+  return sum(z[:, m * a:m * a + ho, m * b:m * b + wo, a, b]
+             for a in range(qh) for b in range(qw))
+
+
+def _s2d_forward(x, kernel, *, stride, pads):
+  """A stride-s convolution as a stride-1 one on the space-to-depth input.
+
+  Input rows s*i + p (p < s) become channel block p of row i, and kernel
+  taps s*u + p (zero-padded to a multiple of s) the matching input channels
+  of tap u: a ceil(k/s)-sized stride-1 convolution over s*s*C channels, the
+  same products plus some with zero taps. 3x3 stride 2 at 256x256 16->32
+  (Johnson's first downsampling layer) took 1.86 ms XLA's own way and 1.11
+  ms this way, 38.5 -> 24.5 ms at 512; but 128x128 32->64 1.07 -> 1.81 ms.
+  """
+  kh, kw, c, o = kernel.shape
+  (sh, sw), (ho, wo) = stride, _out_hw(x.shape, kernel.shape, stride, pads)
+  qh, qw = -(-kh // sh), -(-kw // sw)
+  rows, cols = sh * (ho - 1 + qh), sw * (wo - 1 + qw)
+  xp = _pad_input(x, pads)[:, :rows, :cols]
+  xp = jnp.pad(xp, ((0, 0), (0, rows - xp.shape[1]), (0, cols - xp.shape[2]), (0, 0)))
+  n = x.shape[0]
+  xs = xp.reshape(n, rows // sh, sh, cols // sw, sw, c).transpose(0, 1, 3, 2, 4, 5)
+  k = jnp.pad(kernel, ((0, qh * sh - kh), (0, qw * sw - kw), (0, 0), (0, 0)))
+  k = k.reshape(qh, sh, qw, sw, c, o).transpose(0, 2, 1, 3, 4, 5)
+  return _forward_by_rule(xs.reshape(n, rows // sh, cols // sw, sh * sw * c),
+                          k.reshape(qh, qw, sh * sw * c, o))
+
+
+FORWARD: dict[str, Callable] = {"xla": _xla_forward, "pad4": _pad4_forward,
+                                "crop": _crop_forward, "split": _split_forward,
+                                "s2d": _s2d_forward}
+
+
+def _forward_by_rule(x, kernel):
+  """An unpadded stride-1 convolution by the formulation `plan` picks."""
+  name = plan(x.shape, kernel.shape)["forward"]
+  return FORWARD[name](x, kernel, stride=(1, 1), pads=((0, 0), (0, 0)))
 
 
 def _xla_input_grad(kernel, g, *, x_shape, stride, pads):
@@ -257,9 +344,9 @@ def plan(x_shape, kernel_shape, stride: IntPair = 1,
   stride, pads = _pair(stride, "stride"), _pads(padding)
   _, h, w, c = x_shape
   kh, kw, _, _ = kernel_shape
-  ho, wo = _out_size(h, kh, stride[0], pads[0]), _out_size(w, kw, stride[1], pads[1])
+  ho, wo = _out_hw(x_shape, kernel_shape, stride, pads)
   strided = max(stride) > 1
-  return {"forward": _forward_rule(c, kh * kw, strided),
+  return {"forward": _forward_rule(c, kernel_shape, stride, pads, ho * wo),
           "input_grad": _input_grad_rule(c, kh * kw, strided),
           "weight_grad": _weight_grad_rule(c, kh * kw, strided, ho * wo)}
 
@@ -270,11 +357,26 @@ def plan(x_shape, kernel_shape, stride: IntPair = 1,
 # its load average at 3-19: ratios, not absolute speeds, are what held up.
 # "x" is the speed-up over XLA's own formulation, batch 4 unless stated.
 
-def _forward_rule(c: int, taps: int, strided: bool) -> str:
+def _forward_rule(c: int, kernel_shape, stride, pads, out_pixels: int) -> str:
+  kh, kw, _, o = kernel_shape
+  taps = kh * kw
+  if max(stride) > 1:
+    # Stride 2 from few channels on large maps: see `_s2d_forward`.
+    return ("s2d" if stride == (2, 2) and 4 <= c <= 16 and out_pixels >= 100 * 100
+            else "xla")
   # 1-3 input channels, a large stride-1 kernel: 9x9 3->32 at 256 (Johnson's
   # first layer) 3.9x with "pad4". Not for 3x3 (VGG conv1_1, 1.05x) nor for
   # AlexNet's 11x11 stride 4 (0.86x).
-  return "pad4" if c < 4 and taps >= 25 and not strided else "xla"
+  if c < 4 and taps >= 25:
+    return "pad4"
+  # A large kernel to few outputs (an RGB output layer): see `_split_forward`.
+  if o < 8 and min(kh, kw) >= 5:
+    return "split"
+  # Unpadded stride-1 convolutions on large maps: see `_crop_forward`; 64x64
+  # 64->64 was even (1.50 vs 1.56 ms).
+  if taps > 1 and out_pixels >= 100 * 100 and min(p for pair in pads for p in pair) < 1:
+    return "crop"
+  return "xla"
 
 
 def _input_grad_rule(c: int, taps: int, strided: bool) -> str:
