@@ -22,6 +22,7 @@ import time
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import torch
 
 from cnnviz_jax import models, style
@@ -97,28 +98,36 @@ class TorchGatys:
 
 
 class TorchStylizer(torch.nn.Module):
-  """`style.Stylizer` in eager PyTorch (NCHW) with the same parameters:
+  """`style.Stylizer` in PyTorch (NCHW) with the same parameters:
   reflection padding, conv, instance norm with the blended affine part,
-  nearest resize to the encoder stage's size, sigmoid."""
+  nearest resize to the encoder stage's size, sigmoid. `weights` `[S]` (one
+  blend for all images) or `[N, S]`; `trainable` makes the parameters
+  leaves with gradients (the training-step row)."""
 
-  def __init__(self, net, params, weights):
+  def __init__(self, net, params, weights, device="cpu", trainable=False):
     super().__init__()
-    self.flat = {k: torch.from_numpy(np.array(v)) for k, v in
-                 models.core.flatten(params).items()}
-    self.w = torch.as_tensor(np.asarray(weights, np.float32))
+    self.flat = torch.nn.ParameterDict({
+        k.replace("/", "__"): torch.nn.Parameter(
+            torch.from_numpy(np.array(v)).to(device), requires_grad=trainable)
+        for k, v in models.core.flatten(params).items()})
+    self.w = torch.as_tensor(np.asarray(weights, np.float32)).reshape(
+        -1, net.num_styles).to(device)
     self.net = net
 
+  def _p(self, name):
+    return self.flat[name.replace("/", "__")]
+
   def _conv(self, x, name, stride=1):
-    k = self.flat[f"{name}/kernel"].permute(3, 2, 0, 1).contiguous()  # HWIO -> OIHW
+    k = self._p(f"{name}/kernel").permute(3, 2, 0, 1)  # HWIO -> OIHW
     p = k.shape[-1] // 2
     x = torch.nn.functional.pad(x, (p, p, p, p), mode="reflect")
-    return torch.nn.functional.conv2d(x, k, self.flat[f"{name}/bias"], stride=stride)
+    return torch.nn.functional.conv2d(x, k, self._p(f"{name}/bias"), stride=stride)
 
   def _block(self, x, name, stride=1, relu=True):
     x = torch.nn.functional.instance_norm(self._conv(x, f"{name}/conv", stride), eps=1e-5)
-    gamma = self.w @ self.flat[f"{name}/norm/scale"]
-    beta = self.w @ self.flat[f"{name}/norm/bias"]
-    x = x * gamma[None, :, None, None] + beta[None, :, None, None]
+    gamma = self.w @ self._p(f"{name}/norm/scale")
+    beta = self.w @ self._p(f"{name}/norm/bias")
+    x = x * gamma[:, :, None, None] + beta[:, :, None, None]
     return torch.relu(x) if relu else x
 
   def forward(self, x):
@@ -145,25 +154,144 @@ def _stylizer():
     return net, net.init_params(jax.random.PRNGKey(0))
 
 
-def stylize_row(hw, repeats):
+def stylize_row(hw, repeats, compiled=False):
+  """One image through the shipped stylizer: ours vs eager PyTorch, or
+  (`compiled`) vs `torch.compile` of the same module; None when
+  torch.compile does not work here (the reason is printed)."""
   net, params = _stylizer()
   x = _images(hw, 0)
   weights = np.eye(net.num_styles, dtype=np.float32)[0]
-  theirs = TorchStylizer(net, params, weights)
-  xt = torch_reference.nhwc_to_nchw(x)
+  theirs = TorchStylizer(net, params, weights, bench_common.torch_device())
+  xt = torch_reference.nhwc_to_nchw(x).to(bench_common.torch_device())
+  if compiled:
+    try:
+      theirs = torch.compile(theirs)
+      with torch.no_grad():
+        theirs(xt)
+    except Exception as e:  # pylint: disable=broad-except
+      print(f"  torch.compile failed here ({type(e).__name__}: {e}); no row",
+            file=sys.stderr, flush=True)
+      return None
 
   def torch_run():
     with torch.no_grad():
       return theirs(xt)
   # The identical network: the outputs agree before anything is timed.
   err = np.abs(np.asarray(style.stylize(net, params, x, style=0))
-               - torch_reference.nchw_to_nhwc(torch_run())).max()
+               - torch_reference.nchw_to_nhwc(torch_run().cpu())).max()
   if err > 1e-4:
     raise AssertionError(f"TorchStylizer differs from style.Stylizer by {err:.3g}.")
   o, t, r = _paired(lambda: style.stylize(net, params, x, style=0), torch_run,
                     repeats)
   return _row(f"stylize {hw[0]}x{hw[1]} (1 image, forward)", o, t, r,
-              "torch eager, same network")
+              "torch.compile, same network" if compiled else "torch eager, same network")
+
+
+class TorchStyleTrainer:
+  """`style.train`'s step in PyTorch: the stylizer (`TorchStylizer`, one
+  style per image), the loss network (`to_torch`), per-image relative Gram
+  errors averaged over the style layers, the relative content error, TV
+  (beta 2), `style_weight * style + content_weight * content + tv_weight *
+  tv` averaged over the batch, Adam."""
+
+  def __init__(self, net, params, loss_model, targets, recipe, device):
+    self.stylizer = TorchStylizer(net, params, np.zeros(net.num_styles), device,
+                                  trainable=True)
+    self.loss_net = torch_reference.to_torch(loss_model).to(device).eval()
+    for p in self.loss_net.parameters():
+      p.requires_grad_(False)
+    layers, content_layer = style.default_layers(loss_model)
+    names = list(loss_model.layer_names)
+    self.style_idx = [names.index(l) + 1 for l in layers]  # child 0: Normalize
+    self.content_idx = names.index(content_layer) + 1
+    self.children = list(self.loss_net.children())[:max(self.style_idx + [self.content_idx]) + 1]
+    self.targets = [torch.from_numpy(np.array(t)).to(device) for t in targets]
+    self.recipe, self.device = recipe, device
+    self.opt = torch.optim.Adam(self.stylizer.parameters(), lr=recipe.learning_rate)
+
+  def _feats(self, x):
+    feats = {}
+    for i, m in enumerate(self.children):
+      x = m(x)
+      feats[i] = x
+    return feats
+
+  def loss(self, images, styles):
+    r = self.recipe
+    self.stylizer.w = torch.nn.functional.one_hot(
+        styles, self.stylizer.net.num_styles).float()
+    out = self.stylizer(images)
+    with torch.no_grad():
+      content = self._feats(images)[self.content_idx]
+    f = self._feats(out)
+    style_err = 0.0
+    for i, t in zip(self.style_idx, self.targets):
+      n, c, h, w = f[i].shape
+      flat = f[i].reshape(n, c, h * w)
+      g, tg = flat @ flat.transpose(1, 2) / (h * w), t[styles]
+      style_err = style_err + (((g - tg) ** 2).sum((1, 2)) /
+                               ((tg ** 2).sum((1, 2)) + 1e-8)) / len(self.targets)
+    a = f[self.content_idx]
+    content_err = ((a - content) ** 2).flatten(1).sum(1) / (
+        (content ** 2).flatten(1).sum(1) + 1e-8)
+    dx = out[:, :, :-1, 1:] - out[:, :, :-1, :-1]
+    dy = out[:, :, 1:, :-1] - out[:, :, :-1, :-1]
+    tv = (dx ** 2 + dy ** 2 + 1e-8).flatten(1).mean(1)
+    return (r.style_weight * style_err.mean() + r.content_weight * content_err.mean()
+            + r.tv_weight * tv.mean())
+
+  def step(self, images, styles):
+    self.opt.zero_grad()
+    loss = self.loss(images, styles)
+    loss.backward()
+    self.opt.step()
+    return loss.detach()
+
+
+def train_row(crop, batch, repeats, steps=2):
+  """Fast-style training steps (the shipped recipe's network and loss
+  network, `crop` x `crop` content, `batch` images, one style each): ours
+  (`style.train`'s jitted step) vs the same step in eager PyTorch."""
+  from cnnviz_jax.style import _fast_train as FT
+  net, params = _stylizer()
+  names = tuple(f"s{i}" for i in range(net.num_styles))
+  recipe = FT.Recipe(style_names=names, crop=crop, batch=batch)
+  loss_model = models.load(recipe.loss_network)
+  layers, _ = style.default_layers(loss_model)
+  targets = FT.style_targets(loss_model, [_images((96, 96), i + 2)
+                                           for i in range(net.num_styles)],
+                             layers, recipe.style_size)
+  images = jnp.concatenate([_images((crop, crop), 10 + i) for i in range(batch)])
+  styles = jnp.asarray(np.arange(batch) % net.num_styles, jnp.int32)
+  step = FT.make_step(FT.make_loss(net, loss_model, recipe),
+                      optax.adam(recipe.learning_rate))
+  dev = bench_common.torch_device()
+  theirs = TorchStyleTrainer(net, params, loss_model, targets, recipe, dev)
+  xt = torch_reference.nhwc_to_nchw(images).to(dev)
+  st = torch.from_numpy(np.array(styles)).long().to(dev)
+  state = {"p": params, "o": optax.adam(recipe.learning_rate).init(params)}
+  # The same loss at the same parameters before anything is timed.
+  ours_loss = float(FT.make_loss(net, loss_model, recipe)(
+      params, loss_model.params, targets, images, styles)[0])
+  theirs_loss = float(theirs.loss(xt, st).detach())
+  if abs(ours_loss - theirs_loss) > 1e-4 * max(1.0, abs(ours_loss)):
+    raise AssertionError(f"training losses differ: ours {ours_loss:.6g}, "
+                         f"torch {theirs_loss:.6g}.")
+
+  def ours():
+    for _ in range(steps):
+      state["p"], state["o"], m = step(state["p"], state["o"], loss_model.params,
+                                       targets, images, styles)
+    return m["loss"]
+
+  def torch_steps():
+    for _ in range(steps):
+      out = theirs.step(xt, st)
+    return out
+  o, t, r = _paired(ours, torch_steps, repeats)
+  return _row(f"fast-style training step {crop}x{crop} batch {batch} "
+              f"({recipe.loss_network} loss)", o, t, r, "torch eager, same step",
+              per=steps)
 
 
 def _paired(ours, theirs, repeats):
@@ -231,6 +359,12 @@ def sweep_row(model, hw, steps, repeats, chunk=None, unroll=None):
               "(total)", o, t, r, f"{len(grid)} sequential torch runs")
 
 
+def _stylize_rows(sizes, repeats):
+  rows = [stylize_row((hw, hw), repeats) for hw in sizes]
+  rows += [stylize_row((hw, hw), repeats, compiled=True) for hw in sizes]
+  return [r for r in rows if r is not None]
+
+
 def run(repeats: int, quick: bool) -> list[bench_common.Row]:
   torch.manual_seed(0)
   repeats = max(1, min(repeats, 1 if quick else 5))
@@ -238,7 +372,7 @@ def run(repeats: int, quick: bool) -> list[bench_common.Row]:
     vgg = models.load("vgg11", key=jax.random.PRNGKey(0))
     return [step_row(vgg, (32, 32), 2, repeats),
             sweep_row(models.load("cifar_vgg"), (32, 32), 2, repeats),
-            stylize_row((64, 64), repeats)]
+            stylize_row((64, 64), repeats), train_row(32, 2, repeats, steps=1)]
   vgg = models.load("vgg16", key=jax.random.PRNGKey(0))
   if _on_gpu():
     # No while-loop penalty on GPUs (module doc of the engine): long rolled
@@ -246,10 +380,12 @@ def run(repeats: int, quick: bool) -> list[bench_common.Row]:
     return [step_row(vgg, (256, 256), 50, repeats, chunk=50, unroll=1),
             step_row(vgg, (512, 512), 50, repeats, chunk=50, unroll=1),
             sweep_row(vgg, (256, 256), 50, repeats, chunk=50, unroll=1),
-            stylize_row((256, 256), repeats), stylize_row((512, 512), repeats)]
+            *_stylize_rows((256, 512, 1024), repeats),
+            train_row(80, 4, repeats, steps=10), train_row(256, 4, repeats, steps=10)]
   # 5 steps: one unrolled chunk (the engine's CPU default); the sweep on the
   # CIFAR network at 64 px keeps 16 CPU runs inside minutes.
   return [step_row(vgg, (256, 256), 5, repeats),
           step_row(vgg, (512, 512), 5, max(1, repeats // 2)),
           sweep_row(models.load("cifar_vgg"), (64, 64), 10, repeats),
-          stylize_row((256, 256), repeats), stylize_row((512, 512), repeats)]
+          *_stylize_rows((256, 512, 1024), repeats),
+          train_row(80, 4, repeats), train_row(256, 4, max(1, repeats // 2))]
