@@ -14,7 +14,8 @@ import os
 import numpy as np
 
 from cnnviz_jax import features, viz
-from experiments import feature_data, launch
+from cnnviz_jax.data import samples
+from experiments import launch
 
 
 def run(config, workdir: str) -> dict:
@@ -35,14 +36,14 @@ def run(config, workdir: str) -> dict:
   launch.check_at_least(config, index=0, top=0)
   launch.prepare_workdir(workdir)
   model = launch.load_model(config, launch.key(config.seed, "init"))
-  ds = feature_data.load(config.data, "test", config.index + 1,
+  ds = samples.load_dataset(config.data, "test", config.index + 1,
                          model.input_size, config.seed)
   if config.index >= len(ds.images):
     raise ValueError(f"index {config.index} out of range: {ds.source} gives "
                      f"{len(ds.images)} images.")
   image = ds.images[config.index].astype(np.float32) / 255.0
   os.makedirs(workdir, exist_ok=True)
-  viz.save_image(os.path.join(workdir, "image.png"), feature_data.enlarge(image, 4))
+  viz.save_image(os.path.join(workdir, "image.png"), viz.enlarge(image, 4))
   metrics = {"model": config.model, "data": ds.source, "index": config.index,
              "label": (ds.class_names[ds.labels[config.index]]
                        if ds.labels is not None else None), "layers": {}}

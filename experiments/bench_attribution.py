@@ -7,8 +7,9 @@ occlusion and Grad-CAM on VGG16 (random weights) at 224x224 batch 4 and on the
 shipped CIFAR model at batch 256. Both sides run the same network (Captum on
 `to_torch(model)`), the same batch, the same expansion batch per call (IG
 steps / SmoothGrad samples / occlusion positions per network call) and the
-same settings. Ours is timed after one compile call; Captum gets one warm-up
-call too.
+same settings. The two sides run alternately, call by call, after a warm-up
+call each (ours compiles in it); a row's speed-up is the median of the
+per-pair ratios.
 """
 
 
@@ -73,9 +74,10 @@ def _suite(label, model, x, t, *, steps, samples, per_call, window, stride,
   ]
   rows = []
   for name, ours, theirs in cases:
-    ours_s = bench_common.median_time(ours, repeats)
-    base_s = bench_common.median_time(theirs, repeats, warmup=warmup)
-    rows.append(bench_common.Row(f"{label} {name}", ours_s, base_s, "captum"))
+    t = bench_common.paired_times({"ours": ours, "captum": theirs}, repeats,
+                                  warmup=warmup)
+    rows.append(bench_common.paired_row(f"{label} {name}", t["ours"],
+                                        t["captum"], "captum"))
     print(bench_common.format_table("attribution (so far)", rows[-1:]), flush=True)
   return rows
 

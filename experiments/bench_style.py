@@ -15,9 +15,7 @@ both see the same machine load; each row's name carries the median of the
 per-pair ratios (the figure to quote), its columns the median times.
 """
 
-import statistics
 import sys
-import time
 
 import jax
 import jax.numpy as jnp
@@ -181,10 +179,10 @@ def stylize_row(hw, repeats, compiled=False):
                - torch_reference.nchw_to_nhwc(torch_run().cpu())).max()
   if err > 1e-4:
     raise AssertionError(f"TorchStylizer differs from style.Stylizer by {err:.3g}.")
-  o, t, r = _paired(lambda: style.stylize(net, params, x, style=0), torch_run,
-                    repeats)
-  return _row(f"stylize {hw[0]}x{hw[1]} (1 image, forward)", o, t, r,
-              "torch.compile, same network" if compiled else "torch eager, same network")
+  return _paired_row(
+      f"stylize {hw[0]}x{hw[1]} (1 image, forward)",
+      lambda: style.stylize(net, params, x, style=0), torch_run, repeats,
+      "torch.compile, same network" if compiled else "torch eager, same network")
 
 
 class TorchStyleTrainer:
@@ -288,32 +286,19 @@ def train_row(crop, batch, repeats, steps=2):
     for _ in range(steps):
       out = theirs.step(xt, st)
     return out
-  o, t, r = _paired(ours, torch_steps, repeats)
-  return _row(f"fast-style training step {crop}x{crop} batch {batch} "
-              f"({recipe.loss_network} loss)", o, t, r, "torch eager, same step",
-              per=steps)
+  return _paired_row(f"fast-style training step {crop}x{crop} batch {batch} "
+                     f"({recipe.loss_network} loss)", ours, torch_steps, repeats,
+                     "torch eager, same step", per=steps)
 
 
-def _paired(ours, theirs, repeats):
-  """Alternates the two (ours first), after one warm-up each; returns
-  (median ours s, median theirs s, median of per-pair ratios theirs/ours)."""
-  bench_common._sync(ours())
-  bench_common._sync(theirs())
-  a, b = [], []
-  for _ in range(repeats):
-    for fn, out in ((ours, a), (theirs, b)):
-      t = time.perf_counter()
-      bench_common._sync(fn())
-      out.append(time.perf_counter() - t)
-  ratios = [y / x for x, y in zip(a, b)]
-  return statistics.median(a), statistics.median(b), statistics.median(ratios)
-
-
-def _row(name, ours, theirs, ratio, baseline, per=1):
-  row = bench_common.Row(f"{name} [pair-median {ratio:.2f}x]", ours / per,
-                         theirs / per, baseline)
-  print(f"  {row.name}: ours {row.ours_s:.4f} s, torch {row.baseline_s:.4f} s",
-        file=sys.stderr, flush=True)
+def _paired_row(name, ours, theirs, repeats, baseline, per=1):
+  """Times the two alternately (`bench_common.paired_times`, one warm-up
+  each) and returns their row, times divided by `per` (steps per call)."""
+  t = bench_common.paired_times({"ours": ours, "torch": theirs}, repeats)
+  row = bench_common.paired_row(name, [s / per for s in t["ours"]],
+                                [s / per for s in t["torch"]], baseline)
+  print(f"  {row.name} [pair-median {row.speedup:.2f}x]: ours {row.ours_s:.4f} s, "
+        f"torch {row.baseline_s:.4f} s", file=sys.stderr, flush=True)
   return row
 
 
@@ -334,9 +319,8 @@ def step_row(model, hw, steps, repeats, chunk=None, unroll=None):
                            steps=steps, optimizer="adam", init=problem.init,
                            chunk=chunk, unroll=unroll).images
   # The objective's Gram weights already hold style_weight (100) x 1/5.
-  o, t, r = _paired(ours, lambda: theirs.run(steps), repeats)
-  return _row(f"gatys {model.name} {hw[0]}x{hw[1]} Adam (per step)", o, t, r,
-              "torch eager loop", per=steps)
+  return _paired_row(f"gatys {model.name} {hw[0]}x{hw[1]} Adam (per step)", ours,
+                     lambda: theirs.run(steps), repeats, "torch eager loop", per=steps)
 
 
 def sweep_row(model, hw, steps, repeats, chunk=None, unroll=None):
@@ -354,9 +338,9 @@ def sweep_row(model, hw, steps, repeats, chunk=None, unroll=None):
 
   def torch_runs():
     return [theirs.run(steps, style_weight=s, tv_weight=t) for s, t in grid]
-  o, t, r = _paired(ours, torch_runs, repeats)
-  return _row(f"{len(grid)}-point sweep {model.name} {hw[0]}x{hw[1]}, {steps} steps "
-              "(total)", o, t, r, f"{len(grid)} sequential torch runs")
+  return _paired_row(f"{len(grid)}-point sweep {model.name} {hw[0]}x{hw[1]}, "
+                     f"{steps} steps (total)", ours, torch_runs, repeats,
+                     f"{len(grid)} sequential torch runs")
 
 
 def _stylize_rows(sizes, compiled_sizes, repeats):

@@ -21,7 +21,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from cnnviz_jax import features, io, viz
-from experiments import feature_data, launch
+from cnnviz_jax.data import samples
+from experiments import launch
 
 METHODS = ("tsne", "pca")
 
@@ -67,7 +68,7 @@ def run(config, workdir: str) -> dict:
                      f"{config.num_images}.")
   launch.prepare_workdir(workdir)
   model = launch.load_model(config, launch.key(config.seed, "init"))
-  ds = feature_data.load(config.data, config.split, config.num_images,
+  ds = samples.load_dataset(config.data, config.split, config.num_images,
                          model.input_size, config.seed)
   t = time.perf_counter()
   feats = features.extract(model, ds.images, config.layer,

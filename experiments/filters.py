@@ -13,7 +13,7 @@ import os
 
 
 from cnnviz_jax import features, viz
-from experiments import feature_data, launch
+from experiments import launch
 
 
 def run(config, workdir: str) -> dict:
@@ -37,7 +37,7 @@ def run(config, workdir: str) -> dict:
     picture = features.mosaic(sub.reshape(-1, *sub.shape[2:]),
                               ncols=sub.shape[1])
   viz.save_image(os.path.join(workdir, "filters.png"),
-                 feature_data.enlarge(picture, config.scale))
+                 viz.enlarge(picture, config.scale))
   metrics = {"model": config.model, "layer": model.resolve(layer),
              "shape": list(w.shape)}
   launch.write_results(workdir, metrics, config)

@@ -15,7 +15,8 @@ import os
 import numpy as np
 
 from cnnviz_jax import features, viz
-from experiments import feature_data, launch
+from cnnviz_jax.data import samples
+from experiments import launch
 
 
 def _width(arch, layer: str) -> int:
@@ -47,7 +48,7 @@ def run(config, workdir: str) -> dict:
   launch.check_positive(config, "num_images", "k", "batch_size", "scale")
   launch.prepare_workdir(workdir)
   model = launch.load_model(config, launch.key(config.seed, "init"))
-  ds = feature_data.load(config.data, config.split, config.num_images,
+  ds = samples.load_dataset(config.data, config.split, config.num_images,
                          model.input_size, config.seed)
   top = features.top_activations(model, ds.images, config.layer, channels,
                                  k=config.k, batch_size=config.batch_size)
@@ -55,7 +56,7 @@ def run(config, workdir: str) -> dict:
   picture = features.mosaic(crops.reshape(-1, *crops.shape[2:]),
                             ncols=config.k, pad=2)
   viz.save_image(os.path.join(workdir, "patches.png"),
-                 feature_data.enlarge(picture, config.scale))
+                 viz.enlarge(picture, config.scale))
   field = features.receptive_field(model, top.layer, top.image_hw)
   metrics = {
       "model": config.model, "data": ds.source, "num_images": len(ds.images),

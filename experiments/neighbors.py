@@ -17,7 +17,8 @@ import time
 import numpy as np
 
 from cnnviz_jax import features, viz
-from experiments import feature_data, launch
+from cnnviz_jax.data import samples
+from experiments import launch
 
 
 def _drop_self(idx: np.ndarray, k: int) -> np.ndarray:
@@ -46,10 +47,10 @@ def run(config, workdir: str) -> dict:
   launch.prepare_workdir(workdir)
   model = launch.load_model(config, launch.key(config.seed, "init"))
   hw = model.input_size
-  queries = feature_data.load(config.data, "test", config.num_queries, hw,
+  queries = samples.load_dataset(config.data, "test", config.num_queries, hw,
                               config.seed)
   same_set = queries.labels is None   # an image folder: searched against itself
-  database = feature_data.load(config.data, "test" if same_set else "train",
+  database = samples.load_dataset(config.data, "test" if same_set else "train",
                                config.num_database, hw, config.seed)
   k = config.k + same_set
   spaces, timings = {}, {}

@@ -16,8 +16,9 @@ import os
 import jax.numpy as jnp
 
 from cnnviz_jax import style, viz
+from cnnviz_jax.data import samples
 from cnnviz_jax.io import write_json
-from experiments import launch, style_common
+from experiments import launch
 
 
 def _floats(config, key):
@@ -48,9 +49,9 @@ def run(config, workdir: str) -> dict:
                      "together (their product is the grid); set both or neither.")
   launch.prepare_workdir(workdir)
   model = launch.load_model(config, launch.key(config.seed, "init"))
-  content = style_common.photo(config.content, config.max_side, "china")
-  styles = ([style_common.photo(p, 4 * config.max_side, "") for p in style_paths]
-            or [style_common.photo(None, 4 * config.max_side, "flower")])
+  content = samples.photo(config.content, config.max_side, "china")
+  styles = ([samples.photo(p, 4 * config.max_side, "") for p in style_paths]
+            or [samples.photo(None, 4 * config.max_side, "flower")])
   kwargs = dict(style_weights=_floats(config, "style_weights") or None,
                 layers=layers, content_layer=content_layer, init=config.init,
                 style_scale=config.style_scale,

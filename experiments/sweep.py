@@ -24,8 +24,9 @@ import numpy as np
 
 from cnnviz_jax import objectives as O
 from cnnviz_jax import style, synthesis, viz
+from cnnviz_jax.data import samples
 from cnnviz_jax.synthesis import engine
-from experiments import launch, style_common
+from experiments import launch
 from experiments.configs import sweep as sweep_config
 
 # The numbers of a synthesis recipe a class_viz or deepdream grid may vary
@@ -187,7 +188,7 @@ def _class_viz(model, config, points, key, **kwargs) -> engine.Result:
 
 
 def _deepdream(model, config, points, key, **kwargs) -> engine.Result:
-  photo = style_common.photo(config.image, config.max_side, "china")
+  photo = samples.photo(config.image, config.max_side, "china")
   recipes = [synthesis.recipe("simonyan", **{**_DREAM_BASE, **p}) for p in points]
   return synthesis.sweep(
       model, O.layer_l2(model.resolve(config.layer)), 1, recipes,
@@ -197,8 +198,8 @@ def _deepdream(model, config, points, key, **kwargs) -> engine.Result:
 
 
 def _style_transfer(model, config, points, key, **kwargs) -> engine.Result:
-  content = style_common.photo(config.image, config.max_side, "china")
-  example = style_common.example_image(config.style, config.max_side)
+  content = samples.photo(config.image, config.max_side, "china")
+  example = samples.example_image(config.style, config.max_side)
   return style.transfer_sweep(model, content, [example], points, key=key,
                               steps=config.steps, **kwargs)
 

@@ -11,8 +11,9 @@ Options: experiments/configs/texture.py (`:smoke` for tests).
 import os
 
 from cnnviz_jax import style, viz
+from cnnviz_jax.data import samples
 from cnnviz_jax.io import write_json
-from experiments import launch, style_common
+from experiments import launch
 
 
 def run(config, workdir: str) -> dict:
@@ -26,7 +27,7 @@ def run(config, workdir: str) -> dict:
             if config.layers else None)
   launch.prepare_workdir(workdir)
   model = launch.load_model(config, launch.key(config.seed, "init"))
-  example = style_common.example_image(config.example, config.example_max_side)
+  example = samples.example_image(config.example, config.example_max_side)
   out, res, problem = style.texture(
       model, example, (config.size, config.size), key=launch.key(config.seed, "synthesis"),
       steps=config.steps, layers=layers, optimizer=config.optimizer,

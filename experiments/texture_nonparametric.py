@@ -16,14 +16,15 @@ import time
 import jax
 
 from cnnviz_jax import style, viz
-from experiments import launch, style_common
+from cnnviz_jax.data import samples
+from experiments import launch
 
 
 def run(config, workdir: str) -> dict:
   """Synthesizes a texture from `config.example`; writes it to `workdir`."""
   launch.check_at_least(config, size=1, example_max_side=3, window=3, tolerance=0)
   launch.prepare_workdir(workdir)
-  example = style_common.example_image(config.example, config.example_max_side)
+  example = samples.example_image(config.example, config.example_max_side)
   hw = (config.size, config.size)
   t = time.perf_counter()
   out = jax.block_until_ready(style.texture_nonparametric(

@@ -367,13 +367,13 @@ def test_neighbors_launcher_on_an_image_folder(tmp_path):
 
 
 def test_launcher_data_errors(tmp_path):
-  from experiments import feature_data
+  from cnnviz_jax.data import samples
   (tmp_path / "empty").mkdir()
-  with pytest.raises(ValueError, match="holds no images"):
-    feature_data.load(str(tmp_path / "empty"), "test", 4, (16, 16))
+  with pytest.raises(ValueError, match="holds no image file"):
+    samples.load_dataset(str(tmp_path / "empty"), "test", 4, (16, 16))
   with pytest.raises(ValueError, match="not found"):
-    feature_data.load(str(tmp_path / "missing.tar"), "test", 4, (16, 16))
-  ds = feature_data.load("synthetic", "test", 5, (16, 16))
+    samples.load_dataset(str(tmp_path / "missing.tar"), "test", 4, (16, 16))
+  ds = samples.load_dataset("synthetic", "test", 5, (16, 16))
   assert ds.images.dtype == np.uint8 and ds.labels.tolist() == [0, 1, 0, 1, 0]
 
 

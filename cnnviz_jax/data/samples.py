@@ -3,12 +3,14 @@
 Photographs shipped by installed dependencies (scikit-learn's `china.jpg` and
 `flower.jpg`, matplotlib's `grace_hopper.jpg`), CIFAR-10 test images (the full
 dataset when at hand, else the sample bundled with this package), and simple
-synthetic pictures the project makes itself; `load_images` resolves a
-launcher's image option to one of these.
+synthetic pictures the project makes itself. `load_images` (float images
+for attribution and synthesis) and `load_dataset` (uint8 images with labels
+for the feature tools) resolve a launcher's data option to one of these;
+`example_image` and `photo` give the style tools their default pictures.
 """
 
 import os
-from typing import Optional
+from typing import NamedTuple, Optional
 
 import numpy as np
 from PIL import Image
@@ -162,3 +164,96 @@ def load_images(spec: Optional[str], size: tuple[int, int], n: int,
     return x[keep].astype(np.float32) / 255, y[keep], spec
   files = data.image_files(spec) if os.path.isdir(spec) else spec.split(",")
   return np.stack([data.load_image(f, size=size) for f in files[:n]]), None, spec
+
+
+class Dataset(NamedTuple):
+  """Images for the feature tools, which stream uint8 (`load_dataset`)."""
+  images: np.ndarray              # uint8 [N, H, W, 3]
+  labels: Optional[np.ndarray]    # int32 [N], or None (folders)
+  class_names: tuple              # names of the label values (() without)
+  source: str                     # the resolved data option
+
+
+def _interleave(x: np.ndarray, y: np.ndarray, n: int):
+  """The first `n` images taking the classes in turn (class-sorted input),
+  so that any prefix mixes the classes."""
+  order = np.lexsort((np.arange(len(y)), y))
+  rank = np.empty(len(y), int)
+  for c in np.unique(y):
+    idx = order[y[order] == c]
+    rank[idx] = np.arange(len(idx))
+  keep = np.lexsort((y, rank))[:n]
+  return x[keep], y[keep]
+
+
+def _to_uint8(x: np.ndarray) -> np.ndarray:
+  return (np.asarray(x) * 255 + 0.5).astype(np.uint8)
+
+
+def load_dataset(spec: Optional[str], split: str, n: int,
+                 size: tuple[int, int], seed: int = 0) -> Dataset:
+  """Images for the feature tools (filters, activations, max patches,
+  neighbours, embeddings).
+
+  Args:
+    spec: a CIFAR-10 archive (python or JPEG tar/zip) or CIFAR-10 folder
+      (`<split>/<class>/*.jpg`); a folder of image files (resized to `size`,
+      no labels); "synthetic" (discs and squares, labelled 0 and 1); None
+      or `data.DEFAULT_CIFAR`: the full archive when present, else the bundled
+      1,000-image test sample, split in two disjoint halves (images 0-49 of
+      each class serve as "test", 50-99 as "train") so that queries and
+      database stay distinct.
+    split: "train" or "test" (CIFAR-10 only).
+    n: images wanted (at most), classes interleaved.
+    size: `(H, W)` of folder and synthetic images.
+    seed: of synthetic images.
+
+  Raises:
+    ValueError: a missing path, a folder without images.
+  """
+  if spec is None or spec == data.DEFAULT_CIFAR:
+    spec = data.resolve_cifar(spec)
+  if spec == data.SAMPLE_CIFAR:
+    x, y = data.load_cifar10(spec, "test")   # class-sorted, 100 per class
+    keep = (np.arange(len(y)) % 100 >= 50) == (split == "train")
+    x, y = _interleave(x[keep], y[keep], n)
+    return Dataset(x, y, tuple(data.CIFAR10_CLASSES), f"{spec} ({split} half)")
+  if spec == "synthetic":
+    return Dataset(_to_uint8(synthetic_images(n, size, seed + (split == "train"))),
+                   np.arange(n, dtype=np.int32) % 2, ("disc", "square"), spec)
+  if not os.path.exists(spec):
+    raise ValueError(f"data {spec!r} not found: pass a CIFAR-10 archive, an "
+                     "image folder or 'synthetic'.")
+  if os.path.isfile(spec) or os.path.isdir(os.path.join(spec, split)):
+    x, y = data.load_cifar10(spec, split, limit=-(-n // 10))
+    x, y = _interleave(x, y, n)
+    return Dataset(x, y, tuple(data.CIFAR10_CLASSES), spec)
+  files = data.image_files(spec)  # a CIFAR-10 folder is <split>/<class>/*.jpg
+  return Dataset(np.stack([_to_uint8(data.load_image(f, size=size))
+                           for f in files[:n]]), None, (), spec)
+
+
+def example_image(path: Optional[str], max_side: int) -> np.ndarray:
+  """A texture example: `path` bounded to `max_side`, or the central square
+  of scikit-learn's flower.jpg (petals) at `max_side` x `max_side`.
+  float32 `[h, w, 3]` in [0, 1]."""
+  if path:
+    return data.load_image(path, max_side=max_side)
+  photos = bundled_photo_paths()
+  if "flower" not in photos:
+    return synthetic_pattern(max_side)
+  with Image.open(photos["flower"]) as im:
+    w, h = im.size
+    side = min(h, w) // 2
+    crop = im.crop(((w - side) // 2, (h - side) // 2,
+                    (w + side) // 2, (h + side) // 2))
+    return data._fit(crop, (max_side, max_side), None)
+
+
+def photo(path: Optional[str], max_side: int, default: str) -> np.ndarray:
+  """`path`, or the bundled photograph `default` (`bundled_photos`; a
+  synthetic pattern where it is missing), bounded to `max_side`."""
+  if path:
+    return data.load_image(path, max_side=max_side)
+  return bundled_photos(max_side=max_side).get(default,
+                                               synthetic_pattern(max_side))

@@ -2,7 +2,7 @@
 HTML gallery (display only; depends on nothing else in cnnviz_jax but io)."""
 
 from cnnviz_jax.viz._grids import save_grid
-from cnnviz_jax.viz._grids import save_image, to_uint8
+from cnnviz_jax.viz._grids import enlarge, save_image, to_uint8
 from cnnviz_jax.viz._gallery import (
     Figure, Section, format_value, save_html_gallery, sections_json)
 from cnnviz_jax.viz._heatmaps import heatmap, normalize, overlay

@@ -20,6 +20,12 @@ def to_uint8(image) -> np.ndarray:
   return (np.clip(np.asarray(image, np.float32), 0.0, 1.0) * 255 + 0.5).astype(np.uint8)
 
 
+def enlarge(image, scale: int) -> np.ndarray:
+  """Nearest-neighbour upscaling for display (`[H, W(, C)]`, each pixel a
+  `scale` x `scale` block), so that small filters and CIFAR crops stay crisp."""
+  return np.repeat(np.repeat(np.asarray(image), scale, 0), scale, 1)
+
+
 def save_image(path: str, image) -> None:
   """Saves one float32 `[H, W, 3]` (or `[H, W]`) image in [0, 1] as PNG."""
   im = Image.fromarray(to_uint8(image))
