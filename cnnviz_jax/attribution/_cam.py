@@ -10,17 +10,33 @@ from cnnviz_jax.attribution._common import (
     Targets, _check_images, target_objective)
 from cnnviz_jax.attribution._gradients import guided_backprop
 from cnnviz_jax.image import resize as upsample
+from cnnviz_jax.models import core
 
 Array = jax.Array
 
 
 @functools.partial(jax.jit, static_argnames=("layer", "relu"))
 def _grad_cam(model, images, objective, layer, relu):
-  acts = model.apply(model.params, images, taps=(layer,), logits=False)[1][layer]
-  # The objective from the layer onward: the network's tail on `acts`.
-  scores, vjp = jax.vjp(
-      lambda a: objectives.evaluate(objective, model, a, start=layer), acts)
-  grads = vjp(jnp.ones_like(scores))[0]
+  if isinstance(model, core.Model):
+    # A layer list: run it to `layer`, then its tail from the activations.
+    acts = model.apply(model.params, images, taps=(layer,), logits=False)[1][layer]
+    scores, vjp = jax.vjp(
+        lambda a: objectives.evaluate(objective, model, a, start=layer), acts)
+    grads = vjp(jnp.ones_like(scores))[0]
+  else:
+    # Any program (wrapped models): the gradient at a tap is that of a zero
+    # perturbation added where the program computes it, so layers inside a
+    # residual block (no cut point) work too; still one forward pass.
+    taps = tuple(t for t in objective.taps if t not in ("input", "logits"))
+
+    def score(delta):
+      logits, acts = model.apply(model.params, images, taps=taps + (layer,),
+                                 perturb={layer: delta})
+      return objective({**acts, "input": images, "logits": logits}), acts[layer]
+    zero = jnp.zeros((images.shape[0],
+                      *model.layer_shape(layer, tuple(images.shape[1:3]))))
+    scores, vjp, acts = jax.vjp(score, zero, has_aux=True)
+    grads = vjp(jnp.ones_like(scores))[0]
   # Selvaraju et al. 2017, eq. 1-2: channel weights are the spatially averaged
   # gradients; the map is the weighted sum of the activation maps.
   cam = jnp.einsum("nc,nhwc->nhw", grads.mean(axis=(1, 2)), acts)
@@ -45,7 +61,8 @@ def grad_cam(model, images: Array, targets: Targets, *, layer: str,
     targets: int `[N]` classes, a neuron spec or an `Objective` reading only
       layers after `layer` (and the logits).
     layer: the layer whose activations are weighted (e.g. `relu5_3` or its
-      torchvision path `features.29`).
+      torchvision path `features.29`); on a wrapped model any spatial tap,
+      inside a residual block too.
     relu: apply the paper's final ReLU (Captum `LayerGradCam`'s
       `relu_attributions`).
 
