@@ -174,11 +174,14 @@ def _score(model, images, objective, relu=jax.nn.relu, params=None) -> Array:
   return objectives.evaluate(objective, model, images, params=params, relu=relu)
 
 
-def _score_copies(model, copies, objective, relu=jax.nn.relu) -> Array:
-  """Scores `[C, N]` of copies `[C, N, H, W, 3]` of a batch."""
+def _score_copies(model, copies, objective, relu=jax.nn.relu,
+                  start=None) -> Array:
+  """Scores `[C, N]` of copies `[C, N, H, W, 3]` of a batch (with `start`:
+  copies of the activation of layer `start`, see `objectives.evaluate`)."""
   c, n = copies.shape[:2]
   acts = objectives.activations(
-      objective, model, copies.reshape(c * n, *copies.shape[2:]), relu=relu)
+      objective, model, copies.reshape(c * n, *copies.shape[2:]), relu=relu,
+      start=start)
   acts = {k: v.reshape(c, n, *v.shape[1:]) for k, v in acts.items()}
   return jax.vmap(objective)(acts)
 

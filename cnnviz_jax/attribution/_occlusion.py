@@ -7,6 +7,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from cnnviz_jax.attribution import _incremental
 from cnnviz_jax.attribution._common import (
     Targets, _check_count, _check_images, _chunk_size, _chunks, _scores,
     _score_copies, fill_images, target_objective)
@@ -40,7 +41,8 @@ def _pair(value, name: str) -> tuple[int, int]:
 def occlusion(model, images: Array, targets: Targets, *, window=(8, 8),
               stride=(4, 4), fill: Any = "mean", blur_sigma: float = 4.0,
               probabilities: bool = True,
-              chunk_size: Optional[int] = None) -> Array:
+              chunk_size: Optional[int] = None,
+              _incremental_path: Optional[bool] = None) -> Array:
   """Occlusion map (Zeiler & Fergus 2014, figure 7): how much the target's
   score drops when a patch is covered, at each patch position.
 
@@ -48,6 +50,11 @@ def occlusion(model, images: Array, targets: Targets, *, window=(8, 8),
   `f(x) - f(x with the patch at (i * stride_h, j * stride_w) covered)`, the
   convention of Captum's `Occlusion` (which then averages the windows
   covering each pixel).
+
+  Sequential zoo models recompute, per patch position, only the activations
+  the patch reaches, where that saves enough (`_incremental`: 2.9x for VGG16
+  at 224 with a 64-pixel window on this CPU); the values are the same up to
+  float rounding.
 
   Args:
     model: a `Model`.
@@ -62,6 +69,8 @@ def occlusion(model, images: Array, targets: Targets, *, window=(8, 8),
     probabilities: class targets: f is the softmax probability (as Zeiler &
       Fergus) rather than the logit. Other targets always give their value.
     chunk_size: patch positions per network call (default: bounded pixels).
+    _incremental_path: tests and benchmarks only: True forces the incremental
+      evaluation where it applies, False the full recompute; None chooses.
 
   Returns:
     float32 `[N, rows, cols]`, rows = (H - window_h) // stride_h + 1.
@@ -80,9 +89,18 @@ def occlusion(model, images: Array, targets: Targets, *, window=(8, 8),
     return jnp.zeros((0, rows, cols), jnp.float32)
   ys = np.repeat(np.arange(rows) * stride[0], cols)
   xs = np.tile(np.arange(cols) * stride[1], rows)
-  parts = [_occlusion_chunk(model, images, fill_img, objective, window,
-                            jnp.asarray(ys[lo:hi]), jnp.asarray(xs[lo:hi]))
-           for lo, hi in _chunks(rows * cols, size)]
+  p = _incremental.choose(model, (h, w), window, objective, _incremental_path)
+  if p is None:
+    parts = [_occlusion_chunk(model, images, fill_img, objective, window,
+                              jnp.asarray(ys[lo:hi]), jnp.asarray(xs[lo:hi]))
+             for lo, hi in _chunks(rows * cols, size)]
+    clean = _scores(model, images, objective)
+  else:
+    base = _incremental.base(model, images, p)
+    parts = [_incremental.occlusion_chunk(
+        model, base, fill_img, objective, window, p, jnp.asarray(ys[lo:hi]),
+        jnp.asarray(xs[lo:hi])) for lo, hi in _chunks(rows * cols, size)]
+    clean = _incremental.clean_scores(model, base, objective, p)
   covered = jnp.concatenate(parts, axis=0)  # [positions, N]
-  drop = _scores(model, images, objective)[None] - covered
+  drop = clean[None] - covered
   return drop.T.reshape(images.shape[0], rows, cols)
