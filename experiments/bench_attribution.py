@@ -74,10 +74,10 @@ def _suite(label, model, x, t, *, steps, samples, per_call, window, stride,
   ]
   rows = []
   for name, ours, theirs in cases:
-    t = bench_common.paired_times({"ours": ours, "captum": theirs}, repeats,
+    times = bench_common.paired_times({"ours": ours, "captum": theirs}, repeats,
                                   warmup=warmup)
-    rows.append(bench_common.paired_row(f"{label} {name}", t["ours"],
-                                        t["captum"], "captum"))
+    rows.append(bench_common.paired_row(f"{label} {name}", times["ours"],
+                                        times["captum"], "captum"))
     print(bench_common.format_table("attribution (so far)", rows[-1:]), flush=True)
   return rows
 

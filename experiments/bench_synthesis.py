@@ -3,7 +3,8 @@ on the identical network (converted weights), the same steps and regularizers.
 
     python experiments/benchmark.py synthesis [--repeats=3] [--quick]
 
-Rows (per step, median of repeats, compiled once beforehand):
+Rows (per step; the two sides alternately, pair by pair, after one warm-up
+call each, which compiles ours; the speed-up is the median per-pair ratio):
   class visualization (logit - L2, jitter, blur every 4, Adam) and DeepDream
   (layer L2, roll, step / mean |g|, clip) on VGG16 with random weights at
   224x224 and on cifar_vgg at 64x64; and a 16-point hyperparameter sweep
@@ -109,28 +110,29 @@ def _ours_dream(model, image, layer, steps, roll):
       steps=steps, optimizer=opt.make_optimizer("sgd", "mean_abs"), init=image).images
 
 
+def _paired(name, ours, theirs, repeats, baseline, per=1):
+  """Ours and the baseline timed alternately (`bench_common.paired_times`),
+  times per step when `per` steps run in a call."""
+  t = bench_common.paired_times({"ours": ours, "torch": theirs}, repeats)
+  return _log(bench_common.paired_row(name, [x / per for x in t["ours"]],
+                                      [x / per for x in t["torch"]], baseline))
+
+
 def _rows_for(name, model, hw, n, layer, steps, repeats):
   net = torch_reference.to_torch(model).to(bench_common.torch_device())
-  rows = []
-  ours = bench_common.median_time(_ours_class(model, n, hw, steps), repeats) / steps
-  # Eager PyTorch needs no warm-up compile; one untimed call is skipped to
-  # keep the 224x224 rows inside the time budget.
-  base = bench_common.median_time(
-      lambda: torch_class_viz(net, n, hw, np.arange(n) % model.num_classes, steps),
-      repeats, warmup=0) / steps
-  rows.append(_log(bench_common.Row(f"class viz {name} {hw[0]}x{hw[1]} b{n} (per step)",
-                                    ours, base, "torch eager loop")))
+  rows = [_paired(f"class viz {name} {hw[0]}x{hw[1]} b{n} (per step)",
+                  _ours_class(model, n, hw, steps),
+                  lambda: torch_class_viz(net, n, hw, np.arange(n) % model.num_classes,
+                                          steps),
+                  repeats, "torch eager loop", per=steps)]
   image = jnp.asarray(np.random.default_rng(0).uniform(0.2, 0.8, (1, *hw, 3)), jnp.float32)
   roll = max(1, hw[0] // 16)
-  ours = bench_common.median_time(_ours_dream(model, image, layer, steps, roll),
-                                  repeats) / steps
   trunc = _truncate(net, model, layer)
   timage = torch_reference.nhwc_to_nchw(image).to(bench_common.torch_device())
-  base = bench_common.median_time(
-      lambda: torch_deepdream(trunc, timage, steps, roll=roll), repeats,
-      warmup=0) / steps
-  rows.append(_log(bench_common.Row(f"deepdream {name} {layer} {hw[0]}x{hw[1]} (per step)",
-                                    ours, base, "torch eager loop")))
+  rows.append(_paired(f"deepdream {name} {layer} {hw[0]}x{hw[1]} (per step)",
+                      _ours_dream(model, image, layer, steps, roll),
+                      lambda: torch_deepdream(trunc, timage, steps, roll=roll),
+                      repeats, "torch eager loop", per=steps))
   return rows
 
 
@@ -140,15 +142,13 @@ def _sweep_row(model, hw, steps, repeats, points=16):
   setups = [_class_setup(l2, s, lr, targets=jnp.arange(1) + 3) for l2, s, lr in grid]
   keys = jax.random.split(jax.random.PRNGKey(0), len(grid))
   p = P.pixels(1, hw)
-  ours = bench_common.median_time(
-      lambda: sweep_engine.sweep(model, setups, p, keys=keys, steps=steps).images, repeats)
   net = torch_reference.to_torch(model).to(bench_common.torch_device())
-  base = bench_common.median_time(
-      lambda: [torch_class_viz(net, 1, hw, [3], steps, l2, s, lr, seed=i)
-               for i, (l2, s, lr) in enumerate(grid)], repeats, warmup=0)
-  return _log(bench_common.Row(
+  return _paired(
       f"{len(grid)}-point sweep {model.name} {hw[0]}x{hw[1]}, {steps} steps (total)",
-      ours, base, f"{len(grid)} sequential torch runs"))
+      lambda: sweep_engine.sweep(model, setups, p, keys=keys, steps=steps).images,
+      lambda: [torch_class_viz(net, 1, hw, [3], steps, l2, s, lr, seed=i)
+               for i, (l2, s, lr) in enumerate(grid)],
+      repeats, f"{len(grid)} sequential torch runs")
 
 
 def run(repeats: int, quick: bool) -> list[bench_common.Row]:
