@@ -17,7 +17,7 @@ import platform
 from absl import app, flags
 import jax
 
-from experiments import bench_common
+from experiments import bench_common, launch
 from cnnviz_jax.io import write_json
 
 SUITES = ("attribution", "synthesis", "features", "style", "conv", "train")
@@ -31,6 +31,7 @@ def main(argv):
   unknown = [s for s in suites if s not in SUITES]
   if unknown:
     raise app.UsageError(f"unknown suite(s) {unknown}; valid: {SUITES}")
+  launch.quiet_backend_probe()
   import torch
   results = {"device": str(jax.devices()[0].device_kind),
              "platform": platform.platform(), "cpu_count": os.cpu_count(),

@@ -147,11 +147,20 @@ def main(name: str, run: Callable[[config_dict.ConfigDict, str], dict]) -> None:
   def _main(argv):
     check_no_args(argv)
     logging.set_verbosity(logging.INFO)
+    quiet_backend_probe()
     metrics = run(config.value, workdir.value)
     print(json.dumps(metrics, indent=1))
     print(f"wrote {workdir.value}")
 
   app.run(_main)
+
+
+def quiet_backend_probe() -> None:
+  """Keeps JAX's accelerator probe below INFO: on a machine without a TPU it
+  logs "Unable to initialize backend 'tpu'", which reads like an error but
+  only says that no TPU library is installed (warnings still show)."""
+  import logging as std_logging
+  std_logging.getLogger("jax._src.xla_bridge").setLevel(std_logging.WARNING)
 
 
 # Cheap checks: each runs before any model is loaded or image computed.

@@ -321,15 +321,22 @@ def chunks(steps: int, chunk: Optional[int]):
     yield start, min(chunk, steps - start)
 
 
+def _mean_last(history: dict, axis: int) -> float:
+  """The mean objective at the last step of a chunk's history."""
+  return float(jnp.mean(jnp.take(history["objective"], -1, axis=axis)))
+
+
 def drive(run_chunk, state, steps: int, chunk: Optional[int], progress=None, *,
           history_axis: int = 0, name: str = "optimize"):
   """Runs `run_chunk(state, start, length) -> (state, history)` over the
   chunks; between chunks calls `progress(done, history_of_chunk)` and logs
-  the step, the mean objective and the time left every `LOG_EVERY_S`.
+  the step, the mean objective and the time left after the first chunk and
+  then every `LOG_EVERY_S`.
 
   Returns `(state, history concatenated along history_axis)`."""
   t0 = last = time.monotonic()
   hist = []
+  first_done, t_first = 0, t0
   for start, n in chunks(steps, chunk):
     state, h = run_chunk(state, start, n)
     hist.append(h)
@@ -337,12 +344,22 @@ def drive(run_chunk, state, steps: int, chunk: Optional[int], progress=None, *,
     if progress is not None:
       progress(done, h)
     # Under an outer jit the values are tracers: nothing to report.
-    if time.monotonic() - last >= LOG_EVERY_S and checks.is_concrete(h["objective"]):
-      value = float(jnp.mean(jnp.take(h["objective"], -1, axis=history_axis)))
-      last = time.monotonic()
+    if not checks.is_concrete(h["objective"]):
+      continue
+    now = time.monotonic()
+    if start == 0:
+      # The first chunk includes compilation: report it at once (a run says
+      # what it does within seconds), without a time-left guess from it.
+      first_done, t_first = done, now
+      last = now
+      logging.info("%s: step %d/%d, objective %.4g, compiled and ran in %.1f s",
+                   name, done, steps, _mean_last(h, history_axis), now - t0)
+    elif now - last >= LOG_EVERY_S:
+      last = now
+      rate = (now - t_first) / (done - first_done)
       logging.info("%s: step %d/%d, objective %.4g, %.0f s so far, about %.0f s "
-                   "left", name, done, steps, value, last - t0,
-                   (last - t0) / done * (steps - done))
+                   "left", name, done, steps, _mean_last(h, history_axis),
+                   now - t0, rate * (steps - done))
   history = jax.tree_util.tree_map(
       lambda *x: jnp.concatenate(x, axis=history_axis), *hist)
   return state, history
