@@ -167,7 +167,8 @@ class Conv2dTest(chex.TestCase, parameterized.TestCase):
              ((1, 264, 264, 16), (9, 9, 16, 3), 1, "split"),
              ((1, 258, 258, 32), (3, 3, 32, 16), 1, "crop"),
              ((1, 258, 258, 16), (3, 3, 16, 32), 2, "s2d"),
-             ((1, 66, 66, 64), (3, 3, 64, 64), 1, "xla"))
+             ((1, 66, 66, 64), (3, 3, 64, 64), 1, "xla"),
+             ((4, 66, 66, 64), (3, 3, 64, 64), 1, "crop"))  # a training batch
     for x_shape, k_shape, s, want in cases:
       self.assertEqual(C.plan(x_shape, k_shape, s, 0)["forward"], want,
                        (x_shape, k_shape, s))
