@@ -1,0 +1,367 @@
+"""The CPU formulations of `conv.conv2d` and the rules that choose them
+from static shapes (`plan`); see `conv`'s module docstring. Each formulation
+takes static `stride`, `pads` and returns what XLA's convolution (forward) or
+its transpose (gradients) would, up to float rounding."""
+
+from typing import Callable, Sequence, Union
+
+import jax
+from jax import lax
+import jax.numpy as jnp
+
+Array = jax.Array
+IntPair = Union[int, Sequence[int]]
+Padding = Union[int, Sequence[int], Sequence[Sequence[int]]]
+
+_DN = ("NHWC", "HWIO", "NHWC")
+
+# --------------------------------------------------------------------------
+# Static geometry.
+
+def _pair(v: IntPair, name: str) -> tuple[int, int]:
+  v = (v, v) if isinstance(v, int) else tuple(int(u) for u in v)
+  if len(v) != 2:
+    raise ValueError(f"{name} must be an int or a pair; got {v!r}.")
+  return v
+
+
+def _pads(padding: Padding) -> tuple[tuple[int, int], tuple[int, int]]:
+  """int p, (ph, pw) or ((top, bottom), (left, right)) -> the last form."""
+  if isinstance(padding, str):
+    raise ValueError("padding must be explicit pixels (int, (ph, pw) or "
+                     f"((top, bottom), (left, right))); got {padding!r}.")
+  if isinstance(padding, int):
+    return ((padding, padding), (padding, padding))
+  padding = tuple(padding)
+  if len(padding) != 2:
+    raise ValueError(f"padding must describe 2 dimensions; got {padding!r}.")
+  return tuple((int(p), int(p)) if isinstance(p, int) else
+               tuple(int(q) for q in p) for p in padding)
+
+
+def _out_size(n: int, k: int, s: int, pads: tuple[int, int]) -> int:
+  return (n + pads[0] + pads[1] - k) // s + 1
+
+
+def _out_hw(x_shape, kernel_shape, stride, pads) -> tuple[int, int]:
+  return (_out_size(x_shape[1], kernel_shape[0], stride[0], pads[0]),
+          _out_size(x_shape[2], kernel_shape[1], stride[1], pads[1]))
+
+
+def _pad_input(x: Array, pads) -> Array:
+  return jnp.pad(x, ((0, 0), pads[0], pads[1], (0, 0)))
+
+
+def _views(xp: Array, kernel_hw, stride, out_hw, rows) -> list[Array]:
+  """The padded input seen by each kernel tap of `rows`: `[N, Ho, Wo, C]` each
+  (row-major over the taps)."""
+  (_, kw), (sh, sw), (ho, wo) = kernel_hw, stride, out_hw
+  return [xp[:, i:i + sh * (ho - 1) + 1:sh, j:j + sw * (wo - 1) + 1:sw]
+          for i in rows for j in range(kw)]
+
+
+# --------------------------------------------------------------------------
+# Formulations. Each takes static `stride`, `pads` and returns what XLA's
+# convolution (forward) or its transpose (gradients) would.
+
+def _xla_forward(x, kernel, *, stride, pads):
+  return lax.conv_general_dilated(x, kernel, stride, pads, dimension_numbers=_DN)
+
+
+def _pad4_forward(x, kernel, *, stride, pads):
+  # YNNPACK ran the 9x9 3->32 layer at 256x256 (Johnson et al.'s first
+  # layer) 3.9x faster with the 3 input channels zero-padded to 4; zero
+  # channels add exact zeros, so values are unchanged.
+  extra = -x.shape[-1] % 4  # up to a multiple of 4
+  x = jnp.pad(x, ((0, 0), (0, 0), (0, 0), (0, extra)))
+  kernel = jnp.pad(kernel, ((0, 0), (0, 0), (0, extra), (0, 0)))
+  return _xla_forward(x, kernel, stride=stride, pads=pads)
+
+
+def _crop_forward(x, kernel, *, stride, pads):
+  """A stride-1 convolution with at least one pixel of zero padding on every
+  side, its outer ring cropped: XLA:CPU (jax 0.10.2) ran unpadded ("VALID")
+  stride-1 convolutions on large maps about 10x slower than padded ones
+  (3x3 32->16 at 256x256: 39.4 ms vs 3.9 ms; 9x9 16->3 at 256 via "split":
+  26.1 ms vs 4.7 ms), while the extra ring costs a few per cent."""
+  if max(stride) > 1:  # a ring of padding would move the strided grid
+    return _xla_forward(x, kernel, stride=stride, pads=pads)
+  grow = tuple((1 if lo < 1 else 0, 1 if hi < 1 else 0) for lo, hi in pads)
+  y = _xla_forward(x, kernel, stride=stride,
+                   pads=tuple((lo + a, hi + b) for (lo, hi), (a, b) in zip(pads, grow)))
+  return y[:, grow[0][0]:y.shape[1] - grow[0][1], grow[1][0]:y.shape[2] - grow[1][1]]
+
+
+_SPLIT = 3  # "split" sub-kernel size
+
+
+def _split_forward(x, kernel, *, stride, pads):
+  """A large kernel with few outputs as one 3x3 convolution with many.
+
+  The kh x kw kernel, zero-padded to multiples of 3, is a q x q' grid of 3x3
+  sub-kernels; one 3x3 convolution computes every sub-kernel's response
+  (q*q'*O outputs), and the output is the sum of those responses, each
+  shifted by its sub-kernel's offset. The same products and sums in another
+  order. Stride 1 only (else XLA's own). For 9x9 16->3 (Johnson's output layer) at 256x256 XLA:CPU took
+  11.5 ms its own way, 4.7 ms this way (eager PyTorch: 6.1 ms); 45 -> 17 ms
+  at 512, 176 -> 85 ms at 1024. Not for many outputs (9x9 3->16: 4.0 -> 22 ms).
+  """
+  if max(stride) > 1:
+    return _xla_forward(x, kernel, stride=stride, pads=pads)
+  kh, kw, c, o = kernel.shape
+  m = _SPLIT
+  qh, qw = -(-kh // m), -(-kw // m)
+  # Zero taps at the bottom/right reach zero rows/columns appended below.
+  kernel = jnp.pad(kernel, ((0, qh * m - kh), (0, qw * m - kw), (0, 0), (0, 0)))
+  xp = _pad_input(x, pads)
+  ho, wo = xp.shape[1] - kh + 1, xp.shape[2] - kw + 1
+  xp = jnp.pad(xp, ((0, 0), (0, qh * m - kh), (0, qw * m - kw), (0, 0)))
+  subs = kernel.reshape(qh, m, qw, m, c, o).transpose(1, 3, 4, 0, 2, 5)
+  z = _crop_forward(xp, subs.reshape(m, m, c, qh * qw * o), stride=(1, 1),
+                    pads=((0, 0), (0, 0)))
+  z = z.reshape(*z.shape[:3], qh, qw, o)
+  return sum(z[:, m * a:m * a + ho, m * b:m * b + wo, a, b]
+             for a in range(qh) for b in range(qw))
+
+
+def _s2d_forward(x, kernel, *, stride, pads):
+  """A stride-s convolution as a stride-1 one on the space-to-depth input.
+
+  Input rows s*i + p (p < s) become channel block p of row i, and kernel
+  taps s*u + p (zero-padded to a multiple of s) the matching input channels
+  of tap u: a ceil(k/s)-sized stride-1 convolution over s*s*C channels, the
+  same products plus some with zero taps. 3x3 stride 2 at 256x256 16->32
+  (Johnson's first downsampling layer) took 1.86 ms XLA's own way and 1.11
+  ms this way, 38.5 -> 24.5 ms at 512; but 128x128 32->64 1.07 -> 1.81 ms.
+  """
+  kh, kw, c, o = kernel.shape
+  (sh, sw), (ho, wo) = stride, _out_hw(x.shape, kernel.shape, stride, pads)
+  qh, qw = -(-kh // sh), -(-kw // sw)
+  rows, cols = sh * (ho - 1 + qh), sw * (wo - 1 + qw)
+  xp = _pad_input(x, pads)[:, :rows, :cols]
+  xp = jnp.pad(xp, ((0, 0), (0, rows - xp.shape[1]), (0, cols - xp.shape[2]), (0, 0)))
+  n = x.shape[0]
+  xs = xp.reshape(n, rows // sh, sh, cols // sw, sw, c).transpose(0, 1, 3, 2, 4, 5)
+  k = jnp.pad(kernel, ((0, qh * sh - kh), (0, qw * sw - kw), (0, 0), (0, 0)))
+  k = k.reshape(qh, sh, qw, sw, c, o).transpose(0, 2, 1, 3, 4, 5)
+  return _forward_by_rule(xs.reshape(n, rows // sh, cols // sw, sh * sw * c),
+                          k.reshape(qh, qw, sh * sw * c, o))
+
+
+FORWARD: dict[str, Callable] = {"xla": _xla_forward, "pad4": _pad4_forward,
+                                "crop": _crop_forward, "split": _split_forward,
+                                "s2d": _s2d_forward}
+
+
+def _forward_by_rule(x, kernel):
+  """An unpadded stride-1 convolution by the formulation `plan` picks."""
+  name = plan(x.shape, kernel.shape)["forward"]
+  return FORWARD[name](x, kernel, stride=(1, 1), pads=((0, 0), (0, 0)))
+
+
+def _xla_input_grad(kernel, g, *, x_shape, stride, pads):
+  x = jnp.zeros(x_shape, g.dtype)
+  return jax.vjp(lambda x: _xla_forward(x, kernel, stride=stride, pads=pads), x)[1](g)[0]
+
+
+def _phase_input_grad(kernel, g, *, x_shape, stride, pads):
+  """The input gradient of a stride-s convolution, phase by phase.
+
+  Padded input row r = s*m + a receives g[m - q] * kernel[a + s*q] for all q:
+  for each phase a (and b across columns) that is a stride-1 correlation of g
+  with the flipped sub-kernel kernel[a::s], which YNNPACK runs at GEMM speed,
+  where XLA's own transpose convolves an s-dilated g (3/4 zeros at s = 2).
+  """
+  n, h, w, c = x_shape
+  kh, kw = kernel.shape[:2]
+  (sh, sw), ((pt, pb), (pl, pr)) = stride, pads
+  _, ho, wo, _ = g.shape
+  m_rows, m_cols = -(-(h + pt + pb) // sh), -(-(w + pl + pr) // sw)
+  phases = []
+  for a in range(sh):
+    row = []
+    for b in range(sw):
+      sub = kernel[a::sh, b::sw]
+      qa, qb = sub.shape[:2]
+      if qa == 0 or qb == 0:  # kernel smaller than the stride: no taps here
+        row.append(jnp.zeros((n, m_rows, m_cols, c), g.dtype))
+        continue
+      sub = sub[::-1, ::-1].transpose(0, 1, 3, 2)  # [qa, qb, O, C], flipped
+      gp = jnp.pad(g, ((0, 0), (qa - 1, max(0, m_rows - ho)),
+                       (qb - 1, max(0, m_cols - wo)), (0, 0)))
+      gp = gp[:, :m_rows + qa - 1, :m_cols + qb - 1]
+      row.append(_xla_forward(gp, sub, stride=(1, 1), pads=((0, 0), (0, 0))))
+    phases.append(jnp.stack(row, axis=3))      # [N, M, M', sw, C]
+  full = jnp.stack(phases, axis=2)             # [N, M, sh, M', sw, C]
+  full = full.reshape(n, m_rows * sh, m_cols * sw, c)
+  return full[:, pt:pt + h, pl:pl + w]
+
+
+def _col2im_input_grad(kernel, g, *, x_shape, stride, pads):
+  """One GEMM `g [N*Ho*Wo, O] @ kernel^T [O, kh*kw*C]`, then each tap's
+  columns added into its shifted view of the padded input (col2im). For 1-3
+  input channels, where XLA's transposed convolution has only C outputs."""
+  n, h, w, c = x_shape
+  kh, kw, _, o = kernel.shape
+  (sh, sw), ((pt, pb), (pl, pr)) = stride, pads
+  _, ho, wo, _ = g.shape
+  cols = (g.reshape(-1, o) @ kernel.reshape(kh * kw * c, o).T).reshape(
+      n, ho, wo, kh, kw, c)
+  dx = jnp.zeros((n, max(h + pt + pb, sh * (ho - 1) + kh),
+                  max(w + pl + pr, sw * (wo - 1) + kw), c), g.dtype)
+  for i in range(kh):
+    for j in range(kw):
+      dx = dx.at[:, i:i + sh * (ho - 1) + 1:sh, j:j + sw * (wo - 1) + 1:sw].add(
+          cols[:, :, :, i, j])
+  return dx[:, pt:pt + h, pl:pl + w]
+
+
+INPUT_GRAD: dict[str, Callable] = {"xla": _xla_input_grad,
+                                   "phase": _phase_input_grad,
+                                   "col2im": _col2im_input_grad}
+
+
+def _xla_weight_grad(x, g, *, kernel_shape, stride, pads):
+  kernel = jnp.zeros(kernel_shape, g.dtype)
+  return jax.vjp(lambda k: _xla_forward(x, k, stride=stride, pads=pads), kernel)[1](g)[0]
+
+
+def _tap_gemm(view: Array, g2: Array) -> Array:
+  """`view [N, Ho, Wo, C']` and `g2 [N*Ho*Wo, O]` -> `[C', O]`, contracting
+  over all pixels (a transposed-A GEMM; no transpose is materialized)."""
+  return lax.dot_general(view.reshape(-1, view.shape[-1]), g2,
+                         (((0,), (0,)), ((), ())))
+
+
+def _shift_weight_grad(x, g, *, kernel_shape, stride, pads):
+  """One GEMM per kernel tap: dW[i, j] = view(i, j)^T g."""
+  kh, kw, c, o = kernel_shape
+  g2 = g.reshape(-1, o)
+  views = _views(_pad_input(x, pads), (kh, kw), stride, g.shape[1:3], range(kh))
+  return jnp.stack([_tap_gemm(v, g2) for v in views]).reshape(kernel_shape)
+
+
+def _rows_weight_grad(x, g, *, kernel_shape, stride, pads):
+  """One GEMM per kernel row, over the row's taps concatenated on channels:
+  a third of im2col's memory, GEMMs kw times deeper than "shift"."""
+  kh, kw, c, o = kernel_shape
+  g2 = g.reshape(-1, o)
+  xp = _pad_input(x, pads)
+  rows = [_tap_gemm(jnp.concatenate(
+      _views(xp, (kh, kw), stride, g.shape[1:3], [i]), axis=-1), g2)
+          for i in range(kh)]
+  return jnp.stack(rows).reshape(kernel_shape)
+
+
+def _im2col_weight_grad(x, g, *, kernel_shape, stride, pads):
+  """im2col by concatenating the tap views, then one GEMM."""
+  kh, kw, c, o = kernel_shape
+  cols = jnp.concatenate(_views(_pad_input(x, pads), (kh, kw), stride,
+                                g.shape[1:3], range(kh)), axis=-1)
+  return _tap_gemm(cols, g.reshape(-1, o)).reshape(kernel_shape)
+
+
+def _transposed_weight_grad(x, g, *, kernel_shape, stride, pads):
+  """XLA's own formulation (a convolution of x, channels as the batch, with g,
+  pixels as the kernel), on explicitly transposed operands: the layouts are
+  ours rather than XLA's layout assignment's."""
+  kh, kw = kernel_shape[:2]
+  (sh, sw), _ = stride, pads
+  ho, wo = g.shape[1:3]
+  # Crop the padded input to the rows and columns the windows reach.
+  xp = _pad_input(x, pads)[:, :sh * (ho - 1) + kh, :sw * (wo - 1) + kw]
+  out = lax.conv_general_dilated(
+      xp.transpose(3, 1, 2, 0), g.transpose(1, 2, 0, 3), (1, 1),
+      ((0, 0), (0, 0)), rhs_dilation=(sh, sw), dimension_numbers=_DN)
+  return out.transpose(1, 2, 0, 3)  # [C, kh, kw, O] -> HWIO
+
+
+WEIGHT_GRAD: dict[str, Callable] = {
+    "xla": _xla_weight_grad, "shift": _shift_weight_grad,
+    "rows": _rows_weight_grad, "im2col": _im2col_weight_grad,
+    "transposed": _transposed_weight_grad}
+
+
+# --------------------------------------------------------------------------
+# Which formulation, from static shapes (CPU only).
+
+def plan(x_shape, kernel_shape, stride: IntPair = 1,
+         padding: Padding = 0) -> dict[str, str]:
+  """The formulations `conv2d` uses on CPU for these shapes.
+
+  Args:
+    x_shape: `(N, H, W, C)`.
+    kernel_shape: `(kh, kw, C, O)`.
+    stride, padding: as in `conv2d`.
+
+  Returns:
+    `{"forward": name in FORWARD, "input_grad": name in INPUT_GRAD,
+    "weight_grad": name in WEIGHT_GRAD}`.
+  """
+  stride, pads = _pair(stride, "stride"), _pads(padding)
+  _, h, w, c = x_shape
+  kh, kw, _, _ = kernel_shape
+  ho, wo = _out_hw(x_shape, kernel_shape, stride, pads)
+  strided = max(stride) > 1
+  return {"forward": _forward_rule(c, kernel_shape, stride, pads, ho * wo,
+                                   x_shape[0] * ho * wo),
+          "input_grad": _input_grad_rule(c, kh * kw, strided),
+          "weight_grad": _weight_grad_rule(c, kh * kw, strided, ho * wo)}
+
+
+# The rules below come from paired timings (formulations called alternately,
+# median of 5 per-pair ratios, `/tmp`-style scratch runs of the functions in
+# FORWARD / INPUT_GRAD / WEIGHT_GRAD) on the 2-core EPYC while other jobs kept
+# its load average at 3-19: ratios, not absolute speeds, are what held up.
+# "x" is the speed-up over XLA's own formulation, batch 4 unless stated.
+
+def _forward_rule(c: int, kernel_shape, stride, pads, out_pixels: int,
+                  batch_pixels: int) -> str:
+  kh, kw, _, o = kernel_shape
+  taps = kh * kw
+  if max(stride) > 1:
+    # Stride 2 from few channels on large maps: see `_s2d_forward`.
+    return ("s2d" if stride == (2, 2) and 4 <= c <= 16 and out_pixels >= 100 * 100
+            else "xla")
+  # 1-3 input channels, a large stride-1 kernel: 9x9 3->32 at 256 (Johnson's
+  # first layer) 3.9x with "pad4". Not for 3x3 (VGG conv1_1, 1.05x) nor for
+  # AlexNet's 11x11 stride 4 (0.86x).
+  if c < 4 and taps >= 25:
+    return "pad4"
+  # A large kernel to few outputs (an RGB output layer): see `_split_forward`.
+  if o < 8 and min(kh, kw) >= 5:
+    return "split"
+  # Unpadded stride-1 convolutions on many output pixels (batch x map): see
+  # `_crop_forward`. 3x3 64->64: batch 16 at 32x32 23.4 -> 6.2 ms, batch 4
+  # at 64x64 8.4 -> 5.5 ms, batch 1 at 64x64 even (1.40 vs 1.43 ms), batch 4
+  # at 20x20 0.76x; 3x3 128->128 batch 256 at 12x12 122 -> 54 ms.
+  if taps > 1 and batch_pixels >= 100 * 100 and min(p for pair in pads for p in pair) < 1:
+    return "crop"
+  return "xla"
+
+
+def _input_grad_rule(c: int, taps: int, strided: bool) -> str:
+  if strided:
+    # 3x3 stride 2: 32->64 at 256 1.72x, 64->128 at 128 1.18x; but AlexNet's
+    # 11x11 stride 4 from 3 channels 0.78x.
+    return "phase" if c >= 4 else "xla"
+  # The image gradient of a 3x3 first layer (saliency): CIFAR VGG conv1_1 at
+  # batch 128 2.77x, VGG16 conv1_1 at 224 1.14x; a 9x9 one 0.15x (81 adds).
+  return "col2im" if c < 4 and taps <= 9 else "xla"
+
+
+def _weight_grad_rule(c: int, taps: int, strided: bool, out_pixels: int) -> str:
+  if strided:
+    # 3x3 stride 2, 32->64 at 256: "shift" 0.99x, "rows" 1.12x, and 0.5x-0.8x
+    # in a quieter run: XLA's own.
+    return "xla"
+  if c < 4:
+    # 3x3 from RGB: CIFAR VGG conv1_1 at batch 128 "rows" 1.88x ("im2col"
+    # 1.78x, "shift" 1.26x), VGG16 conv1_1 1.69x (1.27x, 1.14x); the 9x9
+    # 3->32 layer: "rows" 0.56x.
+    return "rows" if taps <= 9 else "xla"
+  # XLA contracts only over the batch per tap of the output-sized "kernel",
+  # which hurts on large maps: 112x112 64->128 "shift" 2.6x-2.9x, 224x224
+  # 64->64 1.2x-1.35x; from 64x64 down it was within noise of XLA (0.8x-1.3x:
+  # 64x64 128->128 0.82x-0.95x, 56x56 1.09x-1.15x, 28x28 0.98x, 14x14 1.05x).
+  return "shift" if out_pixels >= 100 * 100 else "xla"
