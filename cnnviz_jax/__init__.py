@@ -4,4 +4,10 @@ Every technique is a pure function of `(model or params, images, ...)` on
 float32 NHWC RGB images in [0, 1].
 """
 
+from cnnviz_jax import _xla_cpu
+
+# Before anything imports a module that starts JAX's backend: XLA:CPU's
+# convolutions through Eigen rather than YNNPACK (measured in `_xla_cpu`).
+_xla_cpu.configure()
+
 __version__ = "0.1.0"

@@ -7,7 +7,8 @@ the same shapes, against the measured fp32 GEMM peak.
 Shapes: the distinct convolutions of VGG16 at 224x224 (batch 4, the
 attribution benchmark's batch) and of Johnson et al.'s style-transfer network
 at 256x256 (batch 4): the 9x9 3->32 first layer, the two 3x3 stride-2
-downsampling layers and the 3x3 128->128 residual-block layer at 64x64. The
+downsampling layers and the 3x3 128->128 residual-block layer at 64x64; and
+the CIFAR VGG's at batch 128 (the training benchmark's batch). The
 three sides are timed alternately, pair by pair; rows give the median of the
 per-pair ratios.
 """
@@ -40,6 +41,14 @@ JOHNSON_256 = (
     ("johnson s2 256 32->64", 4, 256, 32, 64, 3, 2, 1),
     ("johnson s2 128 64->128", 4, 128, 64, 128, 3, 2, 1),
     ("johnson res 64 128->128", 4, 64, 128, 128, 3, 1, 1),
+)
+CIFAR_VGG_128 = (  # the training step's batch
+    ("cifar_vgg conv1_1 32 3->64", 128, 32, 3, 64, 3, 1, 1),
+    ("cifar_vgg conv2_1 16 64->128", 128, 16, 64, 128, 3, 1, 1),
+    ("cifar_vgg conv2_2 16 128->128", 128, 16, 128, 128, 3, 1, 1),
+    ("cifar_vgg conv3_1 8 128->256", 128, 8, 128, 256, 3, 1, 1),
+    ("cifar_vgg conv3_2 8 256->256", 128, 8, 256, 256, 3, 1, 1),
+    ("cifar_vgg conv4_1 4 256->384", 128, 4, 256, 384, 3, 1, 1),
 )
 QUICK = (
     ("quick 3x3 16 8->16", 2, 16, 8, 16, 3, 1, 1),
@@ -102,7 +111,7 @@ def run(repeats: int, quick: bool) -> list[bench_common.Row]:
   header = (f"{'layer':30s} {'pass':12s} {'ours':>6s} {'xla':>6s} {'torch':>6s} "
             f"GFLOP/s  {'ours/peak':>9s} {'plan':>8s}")
   print(header, flush=True)
-  for name, n, hw, cin, cout, k, s, p in (QUICK if quick else VGG16_224 + JOHNSON_256):
+  for name, n, hw, cin, cout, k, s, p in (QUICK if quick else VGG16_224 + JOHNSON_256 + CIFAR_VGG_128):
     kx, kw_, kg = jax.random.split(jax.random.PRNGKey(0), 3)
     x = jax.random.normal(kx, (n, hw, hw, cin))
     w = jax.random.normal(kw_, (k, k, cin, cout)) * (2.0 / (k * k * cin)) ** 0.5

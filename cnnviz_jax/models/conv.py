@@ -6,30 +6,28 @@ gradients.
 
 Values and gradients equal `lax.conv_general_dilated` and its autodiff up to
 float rounding, on every platform. Only the formulation differs, and only on
-CPU: XLA:CPU (jax 0.10.2, YNNPACK convolutions) runs the forward pass and
-stride-1 input gradients near the GEMM peak, but writes the weight gradient as
-a convolution whose "kernel" is the whole output map and whose contraction per
-tap is the batch size (4 for VGG16 attribution), which ran at 10-30% of the
-GEMM peak. A `jax.custom_vjp` picks, from the static shapes at trace time, the
-formulation measured fastest on this machine's CPU (2-core AMD EPYC, AVX-512,
-fp32 GEMM peak about 420 GFLOP/s quiet; `experiments/bench_conv.py`):
+CPU. There the library first moves XLA:CPU's convolutions from YNNPACK to
+Eigen (`cnnviz_jax/_xla_cpu.py`: the CIFAR VGG's layers at batch 256 ran
+1.8x-3x faster), and under that setting XLA's own formulation of each pass
+won on most layers. A `jax.custom_vjp` picks, from the static shapes at trace
+time, the formulation measured fastest on this machine's CPU (2-core AMD
+EPYC, AVX-512; `experiments/bench_conv.py`) where it is not XLA's own:
 
-- weight gradient: one GEMM per kernel tap over a shifted view of the padded
-  input (`"shift"`, maps of 100x100 and up), the taps of one kernel row
-  concatenated into one GEMM (`"rows"`, 3x3 layers on RGB), else XLA's own
-  (`"xla"`); im2col by concatenation plus one GEMM (`"im2col"`) and XLA's
-  formulation on explicitly transposed operands (`"transposed"`) were
-  measured and lost everywhere;
-- input gradient: XLA's own for stride 1, except one GEMM plus col2im
-  (`"col2im"`) for 3x3 layers on RGB (the saliency gradient); for stride
-  s > 1 the s*s output phases as stride-1 convolutions of the output gradient
-  with the matching sub-kernels (`"phase"`), instead of XLA's convolution of
-  an s-dilated input;
-- forward: XLA's own, with 1-3 input channels padded to 4 (`"pad4"`) for
-  large stride-1 kernels on RGB, where YNNPACK was slow; large kernels to few
-  outputs as one 3x3 convolution to many plus shifted sums (`"split"`);
-  unpadded stride-1 convolutions on large maps given a ring of padding that
-  is cropped off again (`"crop"`); stride 2 from few channels as a stride-1
+- weight gradient: one GEMM per kernel row over the row's taps concatenated
+  (`"rows"`, 3x3 layers on RGB), one GEMM per kernel tap over a shifted view
+  of the padded input (`"shift"`, 3x3 stride 2), XLA's formulation on
+  explicitly transposed operands (`"transposed"`, large kernels on RGB);
+  im2col by concatenation plus one GEMM (`"im2col"`) was measured and lost;
+- input gradient: one GEMM plus col2im (`"col2im"`) for 3x3 layers on RGB
+  (the saliency gradient); for stride s > 1 on large maps the s*s output
+  phases as stride-1 convolutions of the output gradient with the matching
+  sub-kernels (`"phase"`), instead of XLA's convolution of an s-dilated
+  input;
+- forward: large kernels to few outputs as one 3x3 convolution to many plus
+  shifted sums (`"split"`); unpadded 3x3 convolutions on large maps given a
+  ring of padding that is cropped off again (`"crop"`). Two formulations
+  that won under YNNPACK lost under Eigen and are kept for measurement only:
+  1-3 input channels padded to 4 (`"pad4"`), stride 2 as a stride-1
   convolution of the space-to-depth input (`"s2d"`).
 
 The formulations and the rules choosing them live in `conv_plan` (re-exported

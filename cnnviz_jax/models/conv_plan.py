@@ -303,65 +303,73 @@ def plan(x_shape, kernel_shape, stride: IntPair = 1,
   kh, kw, _, _ = kernel_shape
   ho, wo = _out_hw(x_shape, kernel_shape, stride, pads)
   strided = max(stride) > 1
-  return {"forward": _forward_rule(c, kernel_shape, stride, pads, ho * wo,
+  return {"forward": _forward_rule(c, kernel_shape, stride, pads,
                                    x_shape[0] * ho * wo),
-          "input_grad": _input_grad_rule(c, kh * kw, strided),
-          "weight_grad": _weight_grad_rule(c, kh * kw, strided, ho * wo)}
+          "input_grad": _input_grad_rule(c, kh * kw, strided, ho * wo),
+          "weight_grad": _weight_grad_rule(c, kh * kw, strided, x_shape[0],
+                                           x_shape[0] * ho * wo)}
 
 
-# The rules below come from paired timings (formulations called alternately,
-# median of 5 per-pair ratios, `/tmp`-style scratch runs of the functions in
-# FORWARD / INPUT_GRAD / WEIGHT_GRAD) on the 2-core EPYC while other jobs kept
-# its load average at 3-19: ratios, not absolute speeds, are what held up.
-# "x" is the speed-up over XLA's own formulation, batch 4 unless stated.
+# The rules below come from timings of every formulation of each pass,
+# called round robin (median of 5), on the 2-core EPYC under the library's
+# XLA:CPU setting (`cnnviz_jax/_xla_cpu.py`: Eigen convolutions, YNNPACK
+# matrix products), on the layers of VGG16 at 224 (batch 4), the CIFAR VGG
+# (batch 256), AlexNet and Johnson et al.'s style network at 256 (batch 1
+# and 4). Milliseconds, XLA's own -> the formulation chosen. Under that
+# setting XLA's own formulation won almost everywhere; with YNNPACK
+# convolutions (jax 0.10.2's default) "pad4", "s2d" and "crop" had won too.
 
-def _forward_rule(c: int, kernel_shape, stride, pads, out_pixels: int,
-                  batch_pixels: int) -> str:
+def _forward_rule(c: int, kernel_shape, stride, pads, batch_pixels: int) -> str:
   kh, kw, _, o = kernel_shape
-  taps = kh * kw
-  if max(stride) > 1:
-    # Stride 2 from few channels on large maps: see `_s2d_forward`.
-    return ("s2d" if stride == (2, 2) and 4 <= c <= 16 and out_pixels >= 100 * 100
-            else "xla")
-  # 1-3 input channels, a large stride-1 kernel: 9x9 3->32 at 256 (Johnson's
-  # first layer) 3.9x with "pad4". Not for 3x3 (VGG conv1_1, 1.05x) nor for
-  # AlexNet's 11x11 stride 4 (0.86x).
-  if c < 4 and taps >= 25:
-    return "pad4"
-  # A large kernel to few outputs (an RGB output layer): see `_split_forward`.
+  # A large kernel to few outputs (an RGB output layer), see
+  # `_split_forward`: 9x9 32->3 at 264x264 20.4 -> 4.2, 16->3 16.8 -> 2.7.
   if o < 8 and min(kh, kw) >= 5:
     return "split"
-  # Unpadded stride-1 convolutions on many output pixels (batch x map): see
-  # `_crop_forward`. 3x3 64->64: batch 16 at 32x32 23.4 -> 6.2 ms, batch 4
-  # at 64x64 8.4 -> 5.5 ms, batch 1 at 64x64 even (1.40 vs 1.43 ms), batch 4
-  # at 20x20 0.76x; 3x3 128->128 batch 256 at 12x12 122 -> 54 ms.
-  if taps > 1 and batch_pixels >= 100 * 100 and min(p for pair in pads for p in pair) < 1:
+  # Unpadded stride-1 3x3 convolutions on large maps from many channels
+  # (`_crop_forward`): 258x258 32->16 4.5 -> 3.1; not at batch 4 x 66x66
+  # 128->128 (12.1 vs 13.0) nor from RGB (9x9 3->32 at 264: 4.2 vs 4.8).
+  if (max(stride) == 1 and kh * kw > 1 and c >= 4 and batch_pixels >= 256 * 256
+      and min(p for pair in pads for p in pair) < 1):
     return "crop"
+  # "pad4" (RGB padded to 4 channels) and "s2d" (space-to-depth for stride
+  # 2) lost everywhere: 9x9 3->32 at 264 4.2 vs 5.3, 3x3 stride 2 32->64 at
+  # 258 3.2 vs 5.6.
   return "xla"
 
 
-def _input_grad_rule(c: int, taps: int, strided: bool) -> str:
+def _input_grad_rule(c: int, taps: int, strided: bool,
+                     out_pixels: int) -> str:
   if strided:
-    # 3x3 stride 2: 32->64 at 256 1.72x, 64->128 at 128 1.18x; but AlexNet's
-    # 11x11 stride 4 from 3 channels 0.78x.
-    return "phase" if c >= 4 else "xla"
-  # The image gradient of a 3x3 first layer (saliency): CIFAR VGG conv1_1 at
-  # batch 128 2.77x, VGG16 conv1_1 at 224 1.14x; a 9x9 one 0.15x (81 adds).
+    # 3x3 stride 2 per output phase (`_phase_input_grad`) on maps with 64x64
+    # outputs and up: 32->64 at 258 4.0 -> 2.8, 64->128 at 130 3.0 -> 2.2
+    # (batch 4: 24.2 -> 11.5); smaller maps lost (40x40 outputs 16->32 at
+    # batch 4 0.65 vs 1.01), as did AlexNet's 11x11 stride 4 from RGB.
+    return "phase" if c >= 4 and out_pixels >= 64 * 64 else "xla"
+  # The image gradient of a 3x3 first layer (saliency): VGG16 conv1_1 at 224
+  # batch 4 17.6 -> 7.5, CIFAR VGG conv1_1 at batch 256 24.2 -> 11.6; a 9x9
+  # one lost (29.9 vs 39.1).
   return "col2im" if c < 4 and taps <= 9 else "xla"
 
 
-def _weight_grad_rule(c: int, taps: int, strided: bool, out_pixels: int) -> str:
-  if strided:
-    # 3x3 stride 2, 32->64 at 256: "shift" 0.99x, "rows" 1.12x, and 0.5x-0.8x
-    # in a quieter run: XLA's own.
-    return "xla"
+def _weight_grad_rule(c: int, taps: int, strided: bool, batch: int,
+                      batch_pixels: int) -> str:
   if c < 4:
-    # 3x3 from RGB: CIFAR VGG conv1_1 at batch 128 "rows" 1.88x ("im2col"
-    # 1.78x, "shift" 1.26x), VGG16 conv1_1 1.69x (1.27x, 1.14x); the 9x9
-    # 3->32 layer: "rows" 0.56x.
-    return "rows" if taps <= 9 else "xla"
-  # XLA contracts only over the batch per tap of the output-sized "kernel",
-  # which hurts on large maps: 112x112 64->128 "shift" 2.6x-2.9x, 224x224
-  # 64->64 1.2x-1.35x; from 64x64 down it was within noise of XLA (0.8x-1.3x:
-  # 64x64 128->128 0.82x-0.95x, 56x56 1.09x-1.15x, 28x28 0.98x, 14x14 1.05x).
-  return "shift" if out_pixels >= 100 * 100 else "xla"
+    # 3x3 from RGB, a GEMM per kernel row (`_rows_weight_grad`): VGG16
+    # conv1_1 17.9 -> 9.1, CIFAR VGG conv1_1 31.6 -> 12.3. Large kernels
+    # from RGB on XLA's formulation with transposed operands: 9x9 3->32 at
+    # 264 batch 4 34.2 -> 21.9 (batch 1 even). AlexNet's 11x11 stride 4:
+    # XLA's own (3.4 vs 5.5).
+    if taps <= 9:
+      return "rows"
+    return "xla" if strided else "transposed"
+  if strided:
+    # 3x3 stride 2, a GEMM per tap (`_shift_weight_grad`), for one image or
+    # few output pixels: batch 1 32->64 at 258 11.9 -> 4.4, 64->128 at 130
+    # 6.3 -> 2.8; batch 4 16->32 at 82 1.04 -> 0.67. Not for batches of
+    # larger maps (batch 4: 32->64 at 258 33.0 vs 39.1, 64->128 at 130 15.1
+    # vs 22.3).
+    return "shift" if batch == 1 or batch_pixels < 100 * 100 else "xla"
+  # Stride 1 from many channels: XLA's own won on every layer measured
+  # (VGG16 conv1_2 80.8 vs "transposed" 133 and "shift" 218; CIFAR VGG at
+  # batch 256 16x16 128->128 71.3 vs 123 and 144).
+  return "xla"

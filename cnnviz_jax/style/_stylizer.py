@@ -111,17 +111,19 @@ def _upsample2_conv(x: Array, kernel: Array) -> Array:
   convolution of the edge-padded `x` with summed taps (`_phase_taps`), 4/9
   of the multiply-adds. The same values up to float rounding.
 
-  Measured on the 2-core EPYC (jax 0.10.2), against resize + pad + conv:
-  64x64 64->32 3.0 -> 1.7 ms, 128x128 32->16 3.8 -> 1.6 ms as four 2x2
-  convolutions; on larger maps one 3x3 convolution to all four phases'
-  outputs wins (256x256 32->16 28 -> 12.6 ms; four convolutions 19 ms).
+  Measured on the 2-core EPYC (jax 0.10.2, the library's Eigen convolutions,
+  `cnnviz_jax/_xla_cpu.py`), ms against resize + pad + conv: four 2x2
+  convolutions on 64x64 to 128x128 maps (batch 1 64->32 2.5 -> 1.2, batch 4
+  13.9 -> 5.3); elsewhere one 3x3 convolution to all four phases' outputs
+  (batch 1 128x128 64->32 16.5 -> 7.6 (four: 11.7), 256x256 32->16 27.5 ->
+  11.4; batch 4 40x40 16->8 0.90 -> 0.52 (four: 0.77)).
   """
   n, h, w, c = x.shape
   o = kernel.shape[-1]
   e = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)), mode="edge")
   rows = _phase_taps(kernel)                       # [a, i, j, c, o]
   taps = _phase_taps(jnp.moveaxis(rows, 2, 0))     # [b, j, a, i, c, o]
-  if h * w <= 128 * 128:
+  if 64 * 64 <= h * w < 128 * 128:
     phases = [[conv_lib.conv2d(e[:, a:a + h + 1, b:b + w + 1],
                                taps[b, b:b + 2, a, a:a + 2].transpose(1, 0, 2, 3))
                for b in range(2)] for a in range(2)]

@@ -1,0 +1,61 @@
+"""The XLA:CPU option the library sets at import (`cnnviz_jax/_xla_cpu.py`):
+convolutions leave YNNPACK, matrix products keep it, a user's own value wins,
+and nothing changes once JAX's backend has started."""
+
+import os
+import subprocess
+import sys
+
+_PROBE = """
+import os, sys
+import jax
+if sys.argv[1] == "started":
+  jax.numpy.ones(1).block_until_ready()      # the backend starts first
+import cnnviz_jax
+import jax.numpy as jnp
+from jax import lax
+conv = jax.jit(lambda x, w: lax.conv_general_dilated(
+    x, w, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC")))
+dot = jax.jit(jnp.dot)
+c = conv.lower(jnp.ones((1, 16, 16, 32)), jnp.ones((3, 3, 32, 32))).compile()
+d = dot.lower(jnp.ones((256, 256)), jnp.ones((256, 256))).compile()
+print(os.environ.get("XLA_FLAGS", ""))
+print("ynn" in c.as_text(), "ynn" in d.as_text())
+"""
+
+
+def _probe(mode: str, xla_flags=None) -> tuple[str, str]:
+  env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+  env["JAX_PLATFORMS"] = "cpu"
+  if xla_flags is not None:
+    env["XLA_FLAGS"] = xla_flags
+  out = subprocess.run([sys.executable, "-c", _PROBE, mode], env=env,
+                       capture_output=True, text=True, timeout=120, check=True)
+  flags, fused = out.stdout.rstrip("\n").splitlines()[-2:]
+  return flags, fused
+
+
+def test_import_moves_convolutions_off_ynnpack():
+  flags, fused = _probe("fresh")
+  assert flags == "--xla_cpu_experimental_ynn_fusion_type=individual_dot"
+  assert fused == "False True"  # conv not through YNNPACK, dot still
+
+
+def test_appends_to_existing_flags():
+  flags, fused = _probe("fresh", "--xla_force_host_platform_device_count=2")
+  assert flags == ("--xla_force_host_platform_device_count=2 "
+                   "--xla_cpu_experimental_ynn_fusion_type=individual_dot")
+  assert fused == "False True"
+
+
+def test_users_own_value_wins():
+  own = "--xla_cpu_experimental_ynn_fusion_type=individual_dot,individual_convolution"
+  flags, fused = _probe("fresh", own)
+  assert flags == own
+  assert fused == "True True"  # YNNPACK convolutions, as the user asked
+
+
+def test_no_change_after_the_backend_started():
+  flags, fused = _probe("started")
+  assert flags == ""
+  assert fused == "True True"  # jax's default: YNNPACK for both
