@@ -174,15 +174,28 @@ def test_class_viz_launcher_with_the_generator(tmp_path):
 
 
 def test_generator_sweep_matches_single_runs():
+  """Each sweep point reproduces its own single run, far from the other's.
+
+  Not to 1e-4: Adam moves every code element by about the learning rate
+  whatever its gradient's size, so an element whose gradient is near zero can
+  take either sign from float rounding alone, and XLA:CPU's (Eigen's)
+  convolutions round differently in the vmapped sweep and at batch 1. Measured
+  at 4 steps: mean |difference| 4e-8 (lr 0.02) and 0.008 (lr 0.2, max 0.14)
+  to the point's own single run, 0.31 to the other's.
+  """
   model = cifar_model()
   recipes = [synthesis.recipe("generator", learning_rate=lr) for lr in (0.02, 0.2)]
   keys = jax.random.split(jax.random.PRNGKey(4), 2)
   obj = O.class_logit(3)
   swept = synthesis.sweep(model, obj, 1, recipes, keys=keys, steps=4)
-  for s, r in enumerate(recipes):
-    one = synthesis.visualize(model, obj, 1, key=keys[s], steps=4, recipe_name="generator",
-                              learning_rate=r["learning_rate"])
-    np.testing.assert_allclose(swept.images[s], one.images, atol=1e-4)
+  ones = [synthesis.visualize(model, obj, 1, key=keys[s], steps=4,
+                              recipe_name="generator",
+                              learning_rate=r["learning_rate"]).images
+          for s, r in enumerate(recipes)]
+  for s in range(2):
+    own = np.abs(np.asarray(swept.images[s]) - np.asarray(ones[s])).mean()
+    other = np.abs(np.asarray(swept.images[s]) - np.asarray(ones[1 - s])).mean()
+    assert own < 0.02 and own < 0.1 * other, (s, own, other)
   assert not np.allclose(swept.images[0], swept.images[1], atol=1e-3)
 
 
