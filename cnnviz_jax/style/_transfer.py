@@ -16,6 +16,7 @@ import numpy as np
 from cnnviz_jax import _checks as checks
 from cnnviz_jax import image as image_lib
 from cnnviz_jax import objectives as O
+from cnnviz_jax.models import predict
 from cnnviz_jax.style import _gram, _images
 from cnnviz_jax.synthesis import engine
 from cnnviz_jax.synthesis import param as P
@@ -70,8 +71,7 @@ def default_layers(model) -> tuple[tuple[str, ...], str]:
 
 
 def _features(model, images, layers):
-  _, acts = model.apply(model.params, images, taps=tuple(layers), logits=False)
-  return acts
+  return predict.activations(model, images, layers)
 
 
 def style_grams(model, styles: Sequence[Array], layers: Sequence[str],
