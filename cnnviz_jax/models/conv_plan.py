@@ -325,11 +325,12 @@ def _forward_rule(c: int, kernel_shape, stride, pads, batch_pixels: int) -> str:
   # `_split_forward`: 9x9 32->3 at 264x264 20.4 -> 4.2, 16->3 16.8 -> 2.7.
   if o < 8 and min(kh, kw) >= 5:
     return "split"
-  # Unpadded stride-1 3x3 convolutions on large maps from many channels
-  # (`_crop_forward`): 258x258 32->16 4.5 -> 3.1; not at batch 4 x 66x66
-  # 128->128 (12.1 vs 13.0) nor from RGB (9x9 3->32 at 264: 4.2 vs 4.8).
-  if (max(stride) == 1 and kh * kw > 1 and c >= 4 and batch_pixels >= 256 * 256
-      and min(p for pair in pads for p in pair) < 1):
+  # Unpadded stride-1 3x3 convolutions on large maps to few outputs
+  # (`_crop_forward`): 258x258 32->16 4.5 -> 3.1; not to more outputs
+  # (258x258 32->64 6.3 vs 10.3, 514x514 32->64 52.9 vs 56.3, batch 4 x
+  # 66x66 128->128 12.1 vs 13.0) nor from RGB (9x9 3->32 at 264: 4.2 vs 4.8).
+  if (max(stride) == 1 and kh * kw > 1 and c >= 4 and o <= 16
+      and batch_pixels >= 256 * 256 and min(p for pair in pads for p in pair) < 1):
     return "crop"
   # "pad4" (RGB padded to 4 channels) and "s2d" (space-to-depth for stride
   # 2) lost everywhere: 9x9 3->32 at 264 4.2 vs 5.3, 3x3 stride 2 32->64 at
