@@ -54,12 +54,12 @@ class Layer(NamedTuple):
 
 # torchvision initializers (torchvision/models/vgg.py `_initialize_weights`):
 # kaiming normal with fan_out for convolutions, N(0, 0.01) for Linear.
+_CONV_INIT = nn.initializers.variance_scaling(2.0, "fan_out", "normal")
+_DENSE_INIT = nn.initializers.normal(0.01)
+
 # `Model.layer_shape`'s memo: {(architecture, input size, parameter
 # shapes): {tap: shape}}; a pure function of the key.
 _LAYER_SHAPES: dict = {}
-
-_CONV_INIT = nn.initializers.variance_scaling(2.0, "fan_out", "normal")
-_DENSE_INIT = nn.initializers.normal(0.01)
 
 
 def adaptive_avg_pool(x: Array, out_hw: tuple[int, int]) -> Array:

@@ -70,15 +70,12 @@ def default_layers(model) -> tuple[tuple[str, ...], str]:
                    f"{', '.join(model.layer_names)}).")
 
 
-def _features(model, images, layers):
-  return predict.activations(model, images, layers)
-
-
 def style_grams(model, styles: Sequence[Array], layers: Sequence[str],
                 style_weights: Optional[Sequence[float]] = None) -> list[Array]:
   """One blended Gram target `[1, C, C]` per layer: the `style_weights`
   weighted mean over the styles (each `[1, h, w, 3]`, its own size)."""
-  grams = [[_gram.gram_matrix(a) for a in _features(model, s, layers).values()]
+  grams = [[_gram.gram_matrix(a)
+            for a in predict.activations(model, s, layers).values()]
            for s in styles]
   w = [1.0] * len(styles) if style_weights is None else list(style_weights)
   return [_gram.blend_grams([g[i] for g in grams], w) for i in range(len(layers))]
@@ -183,7 +180,8 @@ def transfer_problem(model, content: Array, styles: Sequence, *, key: Array,
   targets = style_grams(model, styles, layers, sw)
   style = _gram.style_loss(layers, targets, lw)
   content_obj = _gram.content_loss(
-      content_layer, _features(model, content, [content_layer])[content_layer])
+      content_layer,
+      predict.activations(model, content, [content_layer])[content_layer])
   obj = style_weight * style + content_weight * content_obj - tv_weight * O.tv(2.0)
   if dream_layer is not None:
     obj = obj + dream_weight * _dream(model, dream_layer)
