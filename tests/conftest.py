@@ -2,12 +2,35 @@
 
 import functools
 import os
+import shutil
 
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CIFAR_TAR = os.path.join(ROOT, "..", "shared", "data", "cifar10-jpeg.tar")
 SHARED_IMAGES = os.path.join(ROOT, "..", "shared", "data", "images")
+
+
+_PASSED = pytest.StashKey[bool]()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+  report = yield
+  if report.when == "call":
+    item.stash[_PASSED] = report.passed
+  return report
+
+
+@pytest.fixture(autouse=True)
+def _remove_tmp_path_of_passed_test(request):
+  """Deletes a passed test's `tmp_path` as soon as it ends (a failed one's is
+  kept to look at). The conversion tests write ~1 GB each; pytest by default
+  keeps every folder of the last three runs (~30 GB), which filled CI's disk."""
+  yield
+  path = request.node.funcargs.get("tmp_path")
+  if path is not None and request.node.stash.get(_PASSED, False):
+    shutil.rmtree(path, ignore_errors=True)
 
 
 @functools.lru_cache(maxsize=None)

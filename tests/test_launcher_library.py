@@ -2,6 +2,7 @@
 (samples, metrics, models.load_or_init), on the tiny model."""
 
 import os
+import shutil
 import tempfile
 
 from absl.testing import absltest
@@ -40,6 +41,7 @@ class SamplesTest(absltest.TestCase):
     x, labels, source = samples.load_images("synthetic", (16, 16), 3)
     self.assertEqual((x.shape, labels, source), ((3, 16, 16, 3), None, "synthetic"))
     folder = tempfile.mkdtemp()
+    self.addCleanup(shutil.rmtree, folder, ignore_errors=True)
     for i in range(2):
       viz.save_image(os.path.join(folder, f"{i}.png"), x[i])
     y, labels, _ = samples.load_images(folder, (8, 8), 5)

@@ -3,6 +3,7 @@ content terms, neural texture and style transfer on the engine, the
 Efros-Leung baseline. Small images and the tiny model keep the file fast."""
 
 import os
+import shutil
 
 from absl.testing import absltest, parameterized
 import chex
@@ -251,6 +252,7 @@ class LauncherTest(parameterized.TestCase):
     import tempfile
     config = importlib.import_module(f"experiments.configs.{name}").get_config("smoke")
     workdir = tempfile.mkdtemp()
+    self.addCleanup(shutil.rmtree, workdir, ignore_errors=True)
     metrics = importlib.import_module(f"experiments.{name}").run(config, workdir)
     self.assertEqual(json.load(open(os.path.join(workdir, "metrics.json"))), metrics)
     self.assertTrue(os.path.exists(os.path.join(workdir, "config.json")))
