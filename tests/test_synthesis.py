@@ -137,6 +137,16 @@ class TransformTest(chex.TestCase):
     self.assertTrue(np.all(np.isfinite(a)))
 
   @chex.variants(with_jit=True, without_jit=True)
+  def test_reflect_pad_equals_numpy_reflect(self):
+    x = np.random.default_rng(0).standard_normal((2, 5, 7, 3)).astype(np.float32)
+    pad = self.variant(image.reflect_pad, static_argnums=1)
+    # p = 4 and 6 exceed the 5 rows: the fallback that reflects repeatedly.
+    for p in (0, 1, 2, 4, 6):
+      np.testing.assert_array_equal(
+          pad(x, p), np.pad(x, ((0, 0), (p, p), (p, p), (0, 0)), mode="reflect"),
+          err_msg=f"p={p}")
+
+  @chex.variants(with_jit=True, without_jit=True)
   def test_jitter_is_a_window_of_the_reflect_padded_input(self):
     x = smooth_images(2, (12, 14))
     padded = np.pad(np.asarray(x), ((0, 0), (3, 3), (3, 3), (0, 0)), mode="reflect")

@@ -30,7 +30,7 @@ import numpy as np
 import optax
 
 from cnnviz_jax import _checks as checks
-from cnnviz_jax import io
+from cnnviz_jax import image, io
 from cnnviz_jax.models import checkpoint, core, registry
 
 CHECKPOINT = "checkpoint.msgpack"
@@ -111,7 +111,7 @@ def augment(key, images_u8):
   """
   n, h, w, _ = images_u8.shape
   x = images_u8.astype(jnp.float32) / 255.0
-  x = jnp.pad(x, ((0, 0), (4, 4), (4, 4), (0, 0)), mode="reflect")
+  x = image.reflect_pad(x, 4)
   k1, k2 = jax.random.split(key)
   offs = jax.random.randint(k1, (n, 2), 0, 9)
   crop = jax.vmap(lambda im, o: jax.lax.dynamic_slice(im, (o[0], o[1], 0), (h, w, 3)))

@@ -101,10 +101,6 @@ class CondInstanceNorm(nn.Module):
     return instance_norm(x) * gamma[:, None, None] + beta[:, None, None]
 
 
-def _reflect(x: Array, p: int) -> Array:
-  return jnp.pad(x, ((0, 0), (p, p), (p, p), (0, 0)), mode="reflect")
-
-
 
 
 def _phase_taps(k: Array) -> Array:
@@ -166,11 +162,12 @@ class NormedConv(nn.Module):
                         (k, k, x.shape[-1], self.features))
     self.param("bias", nn.initializers.zeros, (self.features,))
     if self.upsample_to is None:
-      return conv_lib.conv2d(_reflect(x, k // 2), kernel, stride=self.stride)
+      return conv_lib.conv2d(image_lib.reflect_pad(x, k // 2), kernel,
+                             stride=self.stride)
     if tuple(self.upsample_to) == (2 * x.shape[1], 2 * x.shape[2]):
       return _upsample2_conv(x, kernel)
-    return conv_lib.conv2d(
-        _reflect(image_lib.resize(x, self.upsample_to, "nearest"), 1), kernel)
+    up = image_lib.resize(x, self.upsample_to, "nearest")
+    return conv_lib.conv2d(image_lib.reflect_pad(up, 1), kernel)
 
 
 class ConvNorm(nn.Module):
@@ -233,7 +230,7 @@ class Stylizer(nn.Module):
     # Back to each encoder stage's own size (not 2x): odd sizes round-trip.
     x = ConvNorm(c2, 3, s, upsample_to=h2, name="dec1")(x, weights)
     x = ConvNorm(c1, 3, s, upsample_to=h1, name="dec2")(x, weights)
-    x = Conv(3, 9, name="out", kernel_init=_OUT_INIT)(_reflect(x, 4))
+    x = Conv(3, 9, name="out", kernel_init=_OUT_INIT)(image_lib.reflect_pad(x, 4))
     # A sigmoid keeps the output in (0, 1) with gradients everywhere
     # (Johnson et al. scale a tanh to the pixel range, the same up to scale).
     return jax.nn.sigmoid(x)

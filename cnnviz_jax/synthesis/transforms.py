@@ -38,7 +38,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from cnnviz_jax import _checks as checks
-from cnnviz_jax.image import blur, default_radius  # noqa: F401 (re-exported)
+from cnnviz_jax.image import (  # noqa: F401 (re-exported)
+    blur, default_radius, reflect_pad)
 
 Array = jax.Array
 # Name -> factory, filled at import time by `register`.
@@ -143,7 +144,7 @@ class Jitter:
     if big == 0:
       return images
     n, h, w, c = images.shape
-    padded = jnp.pad(images, ((0, 0), (big, big), (big, big), (0, 0)), mode="reflect")
+    padded = reflect_pad(images, big)
     d = jnp.asarray(self.pixels, jnp.int32)
     oy, ox = jax.random.randint(key, (2,), 0, 2 * d + 1) + (big - d)
     return jax.lax.dynamic_slice(padded, (0, oy, ox, 0), (n, h, w, c))
