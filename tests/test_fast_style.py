@@ -76,7 +76,7 @@ class StylizerTest(chex.TestCase, parameterized.TestCase):
     one = style.stylize(net, params, x[0], style=1)
     self.assertEqual(one.shape, (h, w, 3))
 
-  @parameterized.parameters((5, 7), (130, 129))  # four 2x2 convs; one 3x3
+  @parameterized.parameters((5, 7), (130, 129))  # small and large, odd sizes
   def test_fused_upsample_conv_equals_resize_then_conv(self, h, w):
     x = jax.random.normal(jax.random.PRNGKey(0), (2, h, w, 4))
     k = jax.random.normal(jax.random.PRNGKey(1), (3, 3, 4, 5))
@@ -86,6 +86,18 @@ class StylizerTest(chex.TestCase, parameterized.TestCase):
                                         dimension_numbers=("NHWC", "HWIO", "NHWC"))
     got = _stylizer._upsample2_conv(x, k)
     np.testing.assert_allclose(got, want, atol=2e-5 * float(jnp.abs(want).max()))
+    # And its gradients (training runs through them).
+    g = jax.random.normal(jax.random.PRNGKey(2), want.shape)
+
+    def grads(f):
+      return jax.grad(lambda x, k: jnp.sum(f(x, k) * g), argnums=(0, 1))(x, k)
+
+    reference = lambda x, k: jax.lax.conv_general_dilated(
+        jnp.pad(image.resize(x, (2 * h, 2 * w), "nearest"),
+                ((0, 0), (1, 1), (1, 1), (0, 0)), mode="reflect"),
+        k, (1, 1), "VALID", dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    for a, b in zip(grads(_stylizer._upsample2_conv), grads(reference)):
+      np.testing.assert_allclose(a, b, atol=2e-5 * float(jnp.abs(b).max()))
 
   @chex.variants(with_jit=True, without_jit=True)
   def test_batch_equals_one_by_one(self):

@@ -115,31 +115,34 @@ def _phase_taps(k: Array) -> Array:
 
 def _upsample2_conv(x: Array, kernel: Array) -> Array:
   """`conv(reflect_pad(nearest_resize_2x(x), 1), kernel)` for a 3x3 kernel,
-  without the upsampled map: each of the four output phases is a 2x2
-  convolution of the edge-padded `x` with summed taps (`_phase_taps`), 4/9
-  of the multiply-adds. The same values up to float rounding.
+  without the upsampled map. Output phase `(a, b)` (rows `2i + a`, columns
+  `2j + b`) is a 2x2 convolution of the edge-padded `x` with summed taps
+  (`_phase_taps`) read at offset `(a, b)`; one 2x2 convolution to all four
+  phases' channels at every offset computes them together, 4/9 of the
+  multiply-adds, and one interleaving pass picks each phase at its own
+  offset. The same values up to float rounding.
 
   Measured on the 2-core EPYC (jax 0.10.2, the library's Eigen convolutions,
-  `cnnviz_jax/_xla_cpu.py`), ms against resize + pad + conv: four 2x2
-  convolutions on 64x64 to 128x128 maps (batch 1 64->32 2.5 -> 1.2, batch 4
-  13.9 -> 5.3); elsewhere one 3x3 convolution to all four phases' outputs
-  (batch 1 128x128 64->32 16.5 -> 7.6 (four: 11.7), 256x256 32->16 27.5 ->
-  11.4; batch 4 40x40 16->8 0.90 -> 0.52 (four: 0.77)).
+  `cnnviz_jax/_xla_cpu.py`), ms, forward / with both gradients, against the
+  former one 3x3 convolution to the four phases (itself 1.7-2.4x faster than
+  resize + pad + conv): batch 1 128x128 64->32 6.34 -> 3.25 / 15.0 -> 8.5,
+  256x256 32->16 7.78 -> 5.24 / 31.0 -> 24.1; batch 4 64x64 32->16 1.57 ->
+  1.01 / 4.40 -> 2.48, 20x20 16->8 0.14 -> 0.11 / 0.31 -> 0.23.
   """
   n, h, w, c = x.shape
   o = kernel.shape[-1]
   e = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)), mode="edge")
   rows = _phase_taps(kernel)                       # [a, i, j, c, o]
   taps = _phase_taps(jnp.moveaxis(rows, 2, 0))     # [b, j, a, i, c, o]
-  if 64 * 64 <= h * w < 128 * 128:
-    phases = [[conv_lib.conv2d(e[:, a:a + h + 1, b:b + w + 1],
-                               taps[b, b:b + 2, a, a:a + 2].transpose(1, 0, 2, 3))
-               for b in range(2)] for a in range(2)]
-    y = jnp.stack([jnp.stack(row, axis=3) for row in phases], axis=2)
-  else:
-    k = taps.transpose(3, 1, 4, 2, 0, 5).reshape(3, 3, c, 4 * o)  # [i, j, c, a, b, o]
-    y = conv_lib.conv2d(e, k).reshape(n, h, w, 2, 2, o).transpose(0, 1, 3, 2, 4, 5)
-  return y.reshape(n, 2 * h, 2 * w, o)
+  # k[u, v, :, a, b] = phase (a, b)'s tap (a + u, b + v) of the 3x3 window.
+  k = jnp.stack([jnp.stack([taps[b, b:b + 2, a, a:a + 2].transpose(1, 0, 2, 3)
+                            for b in range(2)], axis=-2)
+                 for a in range(2)], axis=-3)      # [u, v, c, a, b, o]
+  y = conv_lib.conv2d(e, k.reshape(2, 2, c, 4 * o))
+  y = y.reshape(n, h + 1, w + 1, 2, 2, o)
+  phases = [jnp.stack([y[:, a:a + h, b:b + w, a, b] for b in range(2)], axis=3)
+            for a in range(2)]                     # [n, h, w, b, o] each
+  return jnp.stack(phases, axis=2).reshape(n, 2 * h, 2 * w, o)
 
 
 class NormedConv(nn.Module):
