@@ -803,6 +803,48 @@ def _fast_style(ctx: Context, o) -> list:
                       len(weights) / seconds, "image shape": list(content.shape)})]
 
 
+def _adain_weights(ctx, o) -> bool:
+  from cnnviz_jax.style import _adain
+  return os.path.isfile(o.weights or _adain.SHIPPED)
+
+
+@section("adain", "Arbitrary style (AdaIN)",
+         "One trained decoder for every style: the content's features take "
+         "the style image's channel means and deviations, and the decoder "
+         "paints them; a new style needs no training.",
+         requires=("cnnviz_jax.style:load_adain", "cnnviz_jax.style:adain_stylize",
+                   Need("AdaIN decoder weights (shipped, or config.adain.weights)",
+                        _adain_weights)))
+def _adain(ctx: Context, o) -> list:
+  from cnnviz_jax import style
+  net = style.load_adain(o.weights)
+  names = list(ctx.photos)
+  content = jnp.asarray(_fit(ctx.photos[names[0]], o.max_side, net.model.min_size))
+  styles = {n: _fit(ctx.photos[n], o.max_side, net.model.min_size)
+            for n in names[1:3]} or {names[0]: np.asarray(content)}
+  first = next(iter(styles))
+  runs = [(f"{n}, alpha 1", dict(styles=[s])) for n, s in styles.items()]
+  runs.append((f"{first}, alpha 0.5", dict(styles=[styles[first]], alpha=0.5)))
+  if len(styles) > 1:
+    runs.append(("blend 50/50", dict(styles=list(styles.values()),
+                                     weights=[0.5, 0.5])))
+  # The second call is timed: the first one compiles.
+  style.adain_stylize(net, content, **runs[0][1])
+  outs, seconds = [], 0.0
+  for _, kw in runs:
+    out, t = _timed(style.adain_stylize, net, content, **kw)
+    outs.append(out)
+    seconds += t
+  titles = ["content"] + [f"style: {n}" for n in styles] + [t for t, _ in runs]
+  path = ctx.save_grid("adain", [content] + list(styles.values()) + outs,
+                       titles=titles, size=2.5, ncols=min(len(titles), 6))
+  return [viz.Figure(path, f"AdaIN (Huang & Belongie 2017) on {names[0]}: "
+                     f"{net.model.name} features at {net.layer}, styles the "
+                     "decoder never trained on",
+                     {"styles": list(styles), "seconds per image":
+                      seconds / len(runs), "image shape": list(content.shape)})]
+
+
 def resolve_model_name(config) -> str:
   """`config.model`, else the `arch` in `config.weights`' metadata, else
   "cifar_vgg"."""

@@ -32,7 +32,7 @@ def _ints(config, key):
                      f"{config[key]!r}.") from e
 
 
-def _styles(config):
+def style_images(config):
   """(style images, names): the config's files, or flower/china for smoke."""
   if config.styles:
     paths = launch.split_list(config.styles, "styles")
@@ -50,7 +50,7 @@ def _styles(config):
   return images, names
 
 
-def _content(config):
+def content_images(config):
   """(photos, names, cifar uint8 [M, 32, 32, 3], cifar source)."""
   if config.content:
     launch.check_files([config.content], "content")
@@ -99,11 +99,11 @@ def run(config, workdir: str) -> dict:
                         cifar_per_class=1, num_residual=0, style_size=32)
   launch.check_positive(config, "learning_rate")
   launch.check_choice(config, "loss_network", models.names())
-  styles, names = _styles(config)
+  styles, names = style_images(config)
   recipe = recipe_from(config, names)
   style.check_recipe(recipe)
   launch.prepare_workdir(workdir)
-  photos, photo_names, cifar, cifar_source = _content(config)
+  photos, photo_names, cifar, cifar_source = content_images(config)
   pool = style.content_pool(photos, cifar, recipe.crop, recipe.scales)
   logging.info("content: %d photo scales of %s; CIFAR-10: %d images (%s)",
                len(pool.photos), photo_names, len(cifar), cifar_source)

@@ -29,7 +29,7 @@ CHROMIUM = "/usr/bin/chromium"
 # Where the browser test keeps its screenshot (runs/ is git-ignored).
 SCREENSHOT = os.path.join(ROOT, "runs", "test_gallery", "screenshot.png")
 # Sections that need trained networks the package may not ship yet.
-WEIGHTS_SECTIONS = {"generator", "fast_style"}
+WEIGHTS_SECTIONS = {"generator", "fast_style", "adain"}
 # Seconds Chromium may take to load the page from disk (it takes about 1).
 BROWSER_TIMEOUT = 120
 

@@ -8,12 +8,16 @@ baseline (Efros & Leung 1999; Wei & Levoy 2000).
     el = style.texture_nonparametric(example, (64, 64), key=key)  # [H, W, 3]
     stylizer, params = style.load_stylizer()   # feed-forward, 4 paintings
     out = style.stylize(stylizer, params, images, style=[0.5, 0, 0, 0.5])
+    net = style.load_adain()                   # AdaIN: any style image
+    out = style.adain_stylize(net, images, [painting], alpha=0.8)
 
 The Gram and content terms are objective terms (`gram_loss`, `style_loss`,
 `content_loss`), so they compose with every other `objectives` term and run
 on the one synthesis engine; `transfer_sweep` vmaps style transfer over its
 weights. `Stylizer` is Johnson et al.'s feed-forward network with conditional
-instance norm (Dumoulin et al. 2017), trained on the same terms (`train`).
+instance norm (Dumoulin et al. 2017), trained on the same terms (`train`);
+the AdaIN decoder (Huang & Belongie 2017) takes any style image without
+retraining (`adain_stylize`, trained by `train_adain` on the same loop).
 """
 
 from cnnviz_jax.style._gram import (
@@ -32,6 +36,11 @@ from cnnviz_jax.style._stylizer import (
 from cnnviz_jax.style._fast_train import (
     CHECKPOINT, EXPORT, ContentPool, Recipe, batch_for_step, check_recipe,
     content_pool, make_loss, style_targets, train)
+from cnnviz_jax.style._adain import (
+    ADAIN_EXPORT, AdaIN, AdaINRecipe, Decoder, adain, adain_batch,
+    adain_stylize, check_adain_recipe, decoder_plan, load_adain,
+    make_adain_loss, moments, save_adain, stage_sizes, style_moments,
+    train_adain)
 
 __all__ = ["blend_grams", "content_loss", "gram_loss", "gram_matrix",
            "style_loss", "COLOR_MODES", "luminance_transfer",
@@ -45,4 +54,7 @@ __all__ = ["blend_grams", "content_loss", "gram_loss", "gram_matrix",
            "save_stylizer", "style_weights", "stylize", "stylizer_info",
            "CHECKPOINT", "EXPORT", "ContentPool", "Recipe", "batch_for_step",
            "check_recipe", "content_pool", "make_loss", "style_targets",
-           "train"]
+           "train", "ADAIN_EXPORT", "AdaIN", "AdaINRecipe", "Decoder", "adain",
+           "adain_batch", "adain_stylize", "check_adain_recipe",
+           "decoder_plan", "load_adain", "make_adain_loss", "moments",
+           "save_adain", "stage_sizes", "style_moments", "train_adain"]

@@ -286,6 +286,103 @@ def _check_resume(old: dict, new: dict, step: int, path: str) -> None:
                      "use another workdir for a new recipe.")
 
 
+def check_loop_args(steps_per_run, checkpoint_every, log_every) -> None:
+  """Raises ValueError naming a loop argument below its minimum."""
+  for k, v in (("checkpoint_every", checkpoint_every), ("log_every", log_every)):
+    if int(v) < 1:
+      raise ValueError(f"{k} must be >= 1; got {v!r}.")
+  if steps_per_run is not None and int(steps_per_run) < 1:
+    raise ValueError(f"steps_per_run must be >= 1 or None; got {steps_per_run!r}.")
+
+
+def run_training(workdir: str, meta: dict, params, opt_state,
+                 advance: Callable, export: Callable[[object, int], None], *,
+                 steps_per_run: Optional[int], checkpoint_every: int,
+                 log_every: int, progress: Optional[Callable[[dict], None]]
+                 ) -> dict:
+  """The resumable loop of every feed-forward network trained here.
+
+  Args:
+    workdir: checkpoint folder; `<workdir>/checkpoint.msgpack` is resumed
+      when there (its stored `meta` must equal `meta` but for `RESUMABLE`
+      fields; `steps` may grow).
+    meta: the run's recipe as JSON-able fields, with `steps`.
+    params, opt_state: the initial state (the template a checkpoint fills).
+    advance: `advance(params, opt_state, step) -> (params, opt_state,
+      metrics)`, one optimizer step on step `step`'s batch (a function of
+      the seed and the step only, so a resumed run takes the same steps);
+      `metrics` a dict of scalars with `"loss"`.
+    export: `export(params, step)` writes the trained network (atomically);
+      called with every checkpoint.
+    steps_per_run, checkpoint_every, log_every, progress: as in `train`.
+
+  Returns:
+    `{"step", "done", "history", "seconds", "params"}`.
+  """
+  check_loop_args(steps_per_run, checkpoint_every, log_every)
+  os.makedirs(workdir, exist_ok=True)
+  io.remove_stale_temps(workdir)
+  total = int(meta["steps"])
+  meta = dict(meta, steps_per_run=steps_per_run,
+              checkpoint_every=checkpoint_every, log_every=log_every)
+  state = {"step": 0, "params": params, "opt_state": opt_state, "history": []}
+  path = os.path.join(workdir, CHECKPOINT)
+  if os.path.exists(path):
+    stored = _read(path)
+    _check_resume(json.loads(stored["recipe"]), meta, int(stored["step"]), path)
+    template = {"params": params, "opt_state": opt_state}
+    restored = flax.serialization.from_state_dict(
+        template, {"params": stored["params"], "opt_state": stored["opt_state"]})
+    state = {"step": int(stored["step"]),
+             "params": jax.tree_util.tree_map(jnp.asarray, restored["params"]),
+             "opt_state": jax.tree_util.tree_map(jnp.asarray, restored["opt_state"]),
+             "history": json.loads(stored["history"])}
+    logging.info("resumed %s at step %d", path, state["step"])
+
+  def save():
+    blob = flax.serialization.msgpack_serialize({
+        "format": _FORMAT, "step": state["step"],
+        "params": flax.serialization.to_state_dict(state["params"]),
+        "opt_state": flax.serialization.to_state_dict(state["opt_state"]),
+        "history": json.dumps(state["history"]), "recipe": json.dumps(meta)})
+    io.write_bytes(path, blob)
+    export(state["params"], state["step"])
+
+  start, t0 = state["step"], time.time()
+  stop = total if steps_per_run is None else min(total, start + int(steps_per_run))
+  window = []
+
+  def log(e):
+    parts = ", ".join(f"{k} {e[k]:.4g}" for k in e
+                      if k not in ("step", "loss", "seconds_per_step", "seconds_left"))
+    logging.info("step %d/%d  loss %.4f (%s)  %.2f s/step, %.0f s left",
+                 e["step"], total, e["loss"], parts, e["seconds_per_step"],
+                 e["seconds_left"])
+
+  report = progress or log
+  p, o = state["params"], state["opt_state"]
+  for step in range(start, stop):
+    p, o, metrics = advance(p, o, step)
+    window.append(metrics)
+    done = step + 1
+    if done % log_every == 0 or done == stop:
+      means = {k: float(np.mean([float(m[k]) for m in window])) for k in window[0]}
+      window = []
+      entry = {"step": done, **means}
+      state["history"].append(entry)
+      rate = (time.time() - t0) / (done - start)
+      report(dict(entry, seconds_per_step=rate, seconds_left=rate * (total - done)))
+    if done % checkpoint_every == 0 or done == stop:
+      state.update(step=done, params=p, opt_state=o)
+      save()
+  state.update(params=p, opt_state=o)
+  if start == stop:  # nothing left to run: (re)write the exported network
+    save()
+  return {"step": state["step"], "done": state["step"] >= total,
+          "history": state["history"], "seconds": time.time() - t0,
+          "params": state["params"]}
+
+
 def train(recipe: Recipe, model, styles: Sequence[Array], pool: ContentPool,
           workdir: str, *, steps_per_run: Optional[int] = None,
           checkpoint_every: int = 100, log_every: int = 20,
@@ -306,21 +403,16 @@ def train(recipe: Recipe, model, styles: Sequence[Array], pool: ContentPool,
       `absl.logging`).
 
   Returns:
-    `{"step", "done", "history", "seconds"}`; `history` lists `{"step",
-    "loss", "style", "content", "tv"}` (means over the last `log_every`
-    steps). The stylizer is at `<workdir>/stylizer.safetensors`.
+    `{"step", "done", "history", "seconds", "params", "stylizer"}`;
+    `history` lists `{"step", "loss", "style", "content", "tv"}` (means over
+    the last `log_every` steps). The stylizer is at
+    `<workdir>/stylizer.safetensors`.
   """
   check_recipe(recipe)
   if len(styles) != len(recipe.style_names):
     raise ValueError(f"{len(styles)} style images for {len(recipe.style_names)} "
                      "style names.")
-  for k, v in (("checkpoint_every", checkpoint_every), ("log_every", log_every)):
-    if int(v) < 1:
-      raise ValueError(f"{k} must be >= 1; got {v!r}.")
-  if steps_per_run is not None and int(steps_per_run) < 1:
-    raise ValueError(f"steps_per_run must be >= 1 or None; got {steps_per_run!r}.")
-  os.makedirs(workdir, exist_ok=True)
-  io.remove_stale_temps(workdir)
+  check_loop_args(steps_per_run, checkpoint_every, log_every)
   stylizer = S.Stylizer(num_styles=len(recipe.style_names),
                         channels=tuple(recipe.channels),
                         num_residual=recipe.num_residual)
@@ -329,67 +421,21 @@ def train(recipe: Recipe, model, styles: Sequence[Array], pool: ContentPool,
   optimizer = optax.adam(recipe.learning_rate)
   params = stylizer.init_params(jax.random.PRNGKey(recipe.seed),
                                 (recipe.crop, recipe.crop))
-  opt_state = optimizer.init(params)
-  state = {"step": 0, "params": params, "opt_state": opt_state, "history": []}
-  path = os.path.join(workdir, CHECKPOINT)
-  meta = dict(recipe.to_json(), steps_per_run=steps_per_run,
-              checkpoint_every=checkpoint_every, log_every=log_every)
-  if os.path.exists(path):
-    stored = _read(path)
-    _check_resume(json.loads(stored["recipe"]), meta, int(stored["step"]), path)
-    template = {"params": params, "opt_state": opt_state}
-    restored = flax.serialization.from_state_dict(
-        template, {"params": stored["params"], "opt_state": stored["opt_state"]})
-    state = {"step": int(stored["step"]),
-             "params": jax.tree_util.tree_map(jnp.asarray, restored["params"]),
-             "opt_state": jax.tree_util.tree_map(jnp.asarray, restored["opt_state"]),
-             "history": json.loads(stored["history"])}
-    logging.info("resumed %s at step %d", path, state["step"])
-
-  def save():
-    blob = flax.serialization.msgpack_serialize({
-        "format": _FORMAT, "step": state["step"],
-        "params": flax.serialization.to_state_dict(state["params"]),
-        "opt_state": flax.serialization.to_state_dict(state["opt_state"]),
-        "history": json.dumps(state["history"]), "recipe": json.dumps(meta)})
-    io.write_bytes(path, blob)
-    S.save_stylizer(os.path.join(workdir, EXPORT), stylizer, state["params"],
-                    style_names=recipe.style_names,
-                    recipe=dict(recipe.to_json(), trained_steps=state["step"]))
-
   # `steps` does not enter the step: runs that differ only there share it.
   step_fn = _cached_step(stylizer, _ByIdentity(model),
                          dataclasses.replace(recipe, steps=1))
-  loss_params = model.params
-  start, t0 = state["step"], time.time()
-  stop = recipe.steps if steps_per_run is None else min(
-      recipe.steps, start + int(steps_per_run))
-  window = []
-  report = progress or (lambda e: logging.info(
-      "step %d/%d  loss %.4f (style %.4f, content %.4f, tv %.2g)  %.2f s/step, "
-      "%.0f s left", e["step"], recipe.steps, e["loss"], e["style"],
-      e["content"], e["tv"], e["seconds_per_step"], e["seconds_left"]))
-  p, o = state["params"], state["opt_state"]
-  for step in range(start, stop):
+
+  def advance(p, o, step):
     x, s = batch_for_step(pool, recipe, step)
-    p, o, metrics = step_fn(p, o, loss_params, targets, jnp.asarray(x),
-                            jnp.asarray(s))
-    window.append(metrics)
-    done = step + 1
-    if done % log_every == 0 or done == stop:
-      means = {k: float(np.mean([float(m[k]) for m in window])) for k in window[0]}
-      window = []
-      entry = {"step": done, **means}
-      state["history"].append(entry)
-      rate = (time.time() - t0) / (done - start)
-      report(dict(entry, seconds_per_step=rate,
-                  seconds_left=rate * (recipe.steps - done)))
-    if done % checkpoint_every == 0 or done == stop:
-      state.update(step=done, params=p, opt_state=o)
-      save()
-  if start == stop and not os.path.exists(os.path.join(workdir, EXPORT)):
-    save()
-  state.update(params=p, opt_state=o)
-  return {"step": state["step"], "done": state["step"] >= recipe.steps,
-          "history": state["history"], "seconds": time.time() - t0,
-          "params": state["params"], "stylizer": stylizer}
+    return step_fn(p, o, model.params, targets, jnp.asarray(x), jnp.asarray(s))
+
+  def export(p, step):
+    S.save_stylizer(os.path.join(workdir, EXPORT), stylizer, p,
+                    style_names=recipe.style_names,
+                    recipe=dict(recipe.to_json(), trained_steps=step))
+
+  out = run_training(workdir, recipe.to_json(), params, optimizer.init(params),
+                     advance, export, steps_per_run=steps_per_run,
+                     checkpoint_every=checkpoint_every, log_every=log_every,
+                     progress=progress)
+  return dict(out, stylizer=stylizer)

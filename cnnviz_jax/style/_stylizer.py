@@ -26,7 +26,7 @@ network; a convex `w` blends styles as Dumoulin et al. section 4 do. With
 import functools
 import json
 import os
-from typing import Optional, Sequence, Union
+from typing import Callable, Optional, Sequence, Union
 
 import flax.linen as nn
 import jax
@@ -37,7 +37,6 @@ from cnnviz_jax import _checks as checks
 from cnnviz_jax import image as image_lib
 from cnnviz_jax.models import checkpoint, core
 from cnnviz_jax.models import conv as conv_lib
-from cnnviz_jax.models.conv import Conv
 
 Array = jax.Array
 
@@ -147,32 +146,37 @@ def _upsample2_conv(x: Array, kernel: Array) -> Array:
   return jnp.stack(phases, axis=2).reshape(n, 2 * h, 2 * w, o)
 
 
-class NormedConv(nn.Module):
-  """The convolution in front of an instance norm: reflection pad and conv
-  (stride `stride`), or with `upsample_to` (3x3 only) a nearest resize to
-  that size first (an exact 2x takes `_upsample2_conv`). Parameters as
-  `Conv`'s (`kernel`, `bias`), but the bias is not added: the norm removes
-  every per-channel constant, so it would change nothing but cost a pass
-  over each map (6 of the 85 ms of a 512x512 stylization, measured). It is
-  kept for the checkpoint format and gets a zero gradient."""
+class ReflectConv(nn.Module):
+  """Reflection pad and conv (stride `stride`), or with `upsample_to` (3x3
+  only) a nearest resize to that size first (an exact 2x takes
+  `_upsample2_conv`). Parameters as `Conv`'s (`kernel`, `bias`). With
+  `add_bias=False` (a conv in front of an instance norm) the bias is kept
+  for the checkpoint format but not added: the norm removes every
+  per-channel constant, so it would change nothing but cost a pass over each
+  map (6 of the 85 ms of a 512x512 stylization, measured); it gets a zero
+  gradient."""
   features: int
   kernel: int
   stride: int = 1
   upsample_to: Optional[tuple[int, int]] = None
+  add_bias: bool = True
+  kernel_init: Callable = conv_lib.default_kernel_init
 
   @nn.compact
   def __call__(self, x: Array) -> Array:
     k = self.kernel
-    kernel = self.param("kernel", conv_lib.default_kernel_init,
+    kernel = self.param("kernel", self.kernel_init,
                         (k, k, x.shape[-1], self.features))
-    self.param("bias", nn.initializers.zeros, (self.features,))
+    bias = self.param("bias", nn.initializers.zeros, (self.features,))
     if self.upsample_to is None:
-      return conv_lib.conv2d(image_lib.reflect_pad(x, k // 2), kernel,
-                             stride=self.stride)
-    if tuple(self.upsample_to) == (2 * x.shape[1], 2 * x.shape[2]):
-      return _upsample2_conv(x, kernel)
-    up = image_lib.resize(x, self.upsample_to, "nearest")
-    return conv_lib.conv2d(image_lib.reflect_pad(up, 1), kernel)
+      y = conv_lib.conv2d(image_lib.reflect_pad(x, k // 2), kernel,
+                          stride=self.stride)
+    elif tuple(self.upsample_to) == (2 * x.shape[1], 2 * x.shape[2]):
+      y = _upsample2_conv(x, kernel)
+    else:
+      up = image_lib.resize(x, self.upsample_to, "nearest")
+      y = conv_lib.conv2d(image_lib.reflect_pad(up, 1), kernel)
+    return y + bias if self.add_bias else y
 
 
 class ConvNorm(nn.Module):
@@ -187,8 +191,8 @@ class ConvNorm(nn.Module):
 
   @nn.compact
   def __call__(self, x: Array, w: Array) -> Array:
-    x = NormedConv(self.features, self.kernel, self.stride, self.upsample_to,
-                   name="conv")(x)
+    x = ReflectConv(self.features, self.kernel, self.stride, self.upsample_to,
+                    add_bias=False, name="conv")(x)
     x = CondInstanceNorm(self.num_styles, name="norm")(x, w)
     return nn.relu(x) if self.relu else x
 
@@ -235,7 +239,7 @@ class Stylizer(nn.Module):
     # Back to each encoder stage's own size (not 2x): odd sizes round-trip.
     x = ConvNorm(c2, 3, s, upsample_to=h2, name="dec1")(x, weights)
     x = ConvNorm(c1, 3, s, upsample_to=h1, name="dec2")(x, weights)
-    x = Conv(3, 9, name="out", kernel_init=_OUT_INIT)(image_lib.reflect_pad(x, 4))
+    x = ReflectConv(3, 9, kernel_init=_OUT_INIT, name="out")(x)
     # A sigmoid keeps the output in (0, 1) with gradients everywhere
     # (Johnson et al. scale a tanh to the pixel range, the same up to scale).
     return jax.nn.sigmoid(x)

@@ -88,6 +88,9 @@ def get_config(arg=None) -> ml_collections.ConfigDict:
   # Feed-forward stylizer (safetensors from experiments/train_fast_style.py);
   # None: the shipped one. One forward pass per image: any size is cheap.
   c.fast_style = dict(max_side=256, weights=config_dict.placeholder(str))
+  # AdaIN decoder (safetensors from experiments/train_adain.py); None: the
+  # shipped one. The other photographs serve as styles.
+  c.adain = dict(max_side=256, weights=config_dict.placeholder(str))
   if arg == common.SMOKE:
     c.num_images = 40
     c.show = 2
@@ -112,4 +115,5 @@ def get_config(arg=None) -> ml_collections.ConfigDict:
     c.texture_neural = dict(example_max_side=32, size=32, steps=2)
     c.style_transfer = dict(max_side=48, steps=2)
     c.fast_style.max_side = 32
+    c.adain.max_side = 48
   return c
