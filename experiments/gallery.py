@@ -766,9 +766,12 @@ def _style_transfer(ctx: Context, o) -> list:
                       "seconds": seconds})]
 
 
-def _stylizer_weights(ctx, o) -> bool:
-  from cnnviz_jax.style import _stylizer
-  return os.path.isfile(o.weights or _stylizer.SHIPPED)
+def _weights_file(module: str) -> Callable:
+  """A `Need` check: the section's `weights` file, else `module`'s shipped
+  `SHIPPED` file, exists (imported late, as every section's library)."""
+  def check(ctx, o) -> bool:
+    return os.path.isfile(o.weights or importlib.import_module(module).SHIPPED)
+  return check
 
 
 @section("fast_style", "Fast style transfer",
@@ -778,7 +781,7 @@ def _stylizer_weights(ctx, o) -> bool:
          requires=("cnnviz_jax.style:load_stylizer", "cnnviz_jax.style:stylize",
                    "cnnviz_jax.style:stylizer_info",
                    Need("stylizer weights (shipped, or config.fast_style.weights)",
-                        _stylizer_weights)))
+                        _weights_file("cnnviz_jax.style._stylizer"))))
 def _fast_style(ctx: Context, o) -> list:
   from cnnviz_jax import style
   stylizer, params = style.load_stylizer(o.weights)
@@ -803,18 +806,13 @@ def _fast_style(ctx: Context, o) -> list:
                       len(weights) / seconds, "image shape": list(content.shape)})]
 
 
-def _adain_weights(ctx, o) -> bool:
-  from cnnviz_jax.style import _adain
-  return os.path.isfile(o.weights or _adain.SHIPPED)
-
-
 @section("adain", "Arbitrary style (AdaIN)",
          "One trained decoder for every style: the content's features take "
          "the style image's channel means and deviations, and the decoder "
          "paints them; a new style needs no training.",
          requires=("cnnviz_jax.style:load_adain", "cnnviz_jax.style:adain_stylize",
                    Need("AdaIN decoder weights (shipped, or config.adain.weights)",
-                        _adain_weights)))
+                        _weights_file("cnnviz_jax.style._adain"))))
 def _adain(ctx: Context, o) -> list:
   from cnnviz_jax import style
   net = style.load_adain(o.weights)

@@ -230,6 +230,15 @@ def split_list(value: str, key: str) -> list[str]:
   return items
 
 
+def int_list(config: config_dict.ConfigDict, key: str) -> tuple[int, ...]:
+  """`config[key]` (`"96,160"`) as ints; raises ValueError naming the key."""
+  try:
+    return tuple(int(v) for v in split_list(config[key], key))
+  except ValueError as e:
+    raise ValueError(f"config.{key} must be a comma list of integers; got "
+                     f"{config[key]!r}.") from e
+
+
 def architecture(config: config_dict.ConfigDict) -> models.Model:
   """`config.model`'s architecture without weights: layer names, input size,
   class count, checked before any weights are read (a converted VGG16 is

@@ -19,17 +19,9 @@ import jax.numpy as jnp
 
 from cnnviz_jax import data, models, style, viz
 from cnnviz_jax.data import samples
-from cnnviz_jax.io import write_json
 from experiments import launch
-from experiments.train_fast_style import content_images, style_images
-
-
-def _ints(config, key):
-  try:
-    return tuple(int(v) for v in launch.split_list(config[key], key))
-  except ValueError as e:
-    raise ValueError(f"config.{key} must be a comma list of integers; got "
-                     f"{config[key]!r}.") from e
+from experiments.train_fast_style import (
+    content_images, style_images, training_metrics)
 
 
 def recipe_from(config) -> style.AdaINRecipe:
@@ -38,8 +30,8 @@ def recipe_from(config) -> style.AdaINRecipe:
       style_layers=tuple(launch.split_list(config.style_layers, "style_layers")),
       crop=config.crop, batch=config.batch, steps=config.steps,
       learning_rate=config.learning_rate, style_weight=config.style_weight,
-      content_weight=config.content_weight, scales=_ints(config, "scales"),
-      style_scales=_ints(config, "style_scales"),
+      content_weight=config.content_weight, scales=launch.int_list(config, "scales"),
+      style_scales=launch.int_list(config, "style_scales"),
       cifar_fraction=config.cifar_fraction,
       style_cifar_fraction=config.style_cifar_fraction, seed=config.seed)
 
@@ -99,13 +91,9 @@ def run(config, workdir: str) -> dict:
                           steps_per_run=config.steps_per_run or None,
                           checkpoint_every=config.checkpoint_every,
                           log_every=config.log_every)
-  write_json(os.path.join(workdir, "history.json"), out["history"])
-  last = out["history"][-1] if out["history"] else {}
-  metrics = {"step": out["step"], "done": out["done"],
-             "seconds_this_run": round(out["seconds"], 1),
-             "final": {k: last[k] for k in ("loss", "style", "content") if k in last},
-             "content_photos": photo_names, "cifar": cifar_source,
-             "styles": list(names), "photos_as_styles": bool(config.photos_as_styles)}
+  metrics = dict(training_metrics(out, workdir, ("style", "content")),
+                 content_photos=photo_names, cifar=cifar_source,
+                 styles=list(names), photos_as_styles=bool(config.photos_as_styles))
   if out["done"]:
     net = style.load_adain(os.path.join(workdir, style.ADAIN_EXPORT), model)
     _preview(os.path.join(workdir, "preview.png"), net, names, styles, held_out,

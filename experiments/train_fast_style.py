@@ -24,14 +24,6 @@ from cnnviz_jax.io import write_json
 from experiments import launch
 
 
-def _ints(config, key):
-  try:
-    return tuple(int(v) for v in launch.split_list(config[key], key))
-  except ValueError as e:
-    raise ValueError(f"config.{key} must be a comma list of integers; got "
-                     f"{config[key]!r}.") from e
-
-
 def style_images(config):
   """(style images, names): the config's files, or flower/china for smoke."""
   if config.styles:
@@ -81,14 +73,25 @@ def content_images(config):
   return list(photos.values()), sorted(photos), cifar, source
 
 
+def training_metrics(out: dict, workdir: str, parts) -> dict:
+  """Writes `out["history"]` to `<workdir>/history.json`; returns the
+  metrics every style-network launcher reports (step, done, time, the last
+  logged loss and its `parts`)."""
+  write_json(os.path.join(workdir, "history.json"), out["history"])
+  last = out["history"][-1] if out["history"] else {}
+  return {"step": out["step"], "done": out["done"],
+          "seconds_this_run": round(out["seconds"], 1),
+          "final": {k: last[k] for k in ("loss",) + tuple(parts) if k in last}}
+
+
 def recipe_from(config, style_names) -> style.Recipe:
   return style.Recipe(
-      style_names=tuple(style_names), channels=_ints(config, "channels"),
+      style_names=tuple(style_names), channels=launch.int_list(config, "channels"),
       num_residual=config.num_residual, crop=config.crop, batch=config.batch,
       steps=config.steps, learning_rate=config.learning_rate,
       style_weight=config.style_weight, content_weight=config.content_weight,
       tv_weight=config.tv_weight, style_size=config.style_size,
-      scales=_ints(config, "scales"), cifar_fraction=config.cifar_fraction,
+      scales=launch.int_list(config, "scales"), cifar_fraction=config.cifar_fraction,
       loss_network=config.loss_network, seed=config.seed)
 
 
@@ -112,13 +115,9 @@ def run(config, workdir: str) -> dict:
                     steps_per_run=config.steps_per_run or None,
                     checkpoint_every=config.checkpoint_every,
                     log_every=config.log_every)
-  write_json(os.path.join(workdir, "history.json"), out["history"])
-  last = out["history"][-1] if out["history"] else {}
-  metrics = {"step": out["step"], "done": out["done"],
-             "seconds_this_run": round(out["seconds"], 1),
-             "final": {k: last[k] for k in ("loss", "style", "content", "tv") if k in last},
-             "content_photos": photo_names, "cifar": cifar_source,
-             "styles": list(names)}
+  metrics = dict(training_metrics(out, workdir, ("style", "content", "tv")),
+                 content_photos=photo_names, cifar=cifar_source,
+                 styles=list(names))
   if out["done"]:
     content = samples.bundled_photos(max_side=config.preview_size).get(
         "china", samples.synthetic_pattern(config.preview_size))

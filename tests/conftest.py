@@ -3,6 +3,7 @@
 import functools
 import os
 import shutil
+import tempfile
 
 import pytest
 
@@ -31,6 +32,14 @@ def _remove_tmp_path_of_passed_test(request):
   path = request.node.funcargs.get("tmp_path")
   if path is not None and request.node.stash.get(_PASSED, False):
     shutil.rmtree(path, ignore_errors=True)
+
+
+def tmpdir(test, prefix: str = "cnnviz_") -> str:
+  """A fresh folder removed after the unittest-style `test` (absltest's
+  create_tempdir needs absl flags, which pytest does not parse)."""
+  path = tempfile.mkdtemp(prefix=prefix)
+  test.addCleanup(shutil.rmtree, path, ignore_errors=True)
+  return path
 
 
 @functools.lru_cache(maxsize=None)

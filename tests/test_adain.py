@@ -4,8 +4,6 @@ blending, errors), training on the shared resumable loop, the launcher and
 the shipped decoder on a style it never trained on."""
 
 import os
-import shutil
-import tempfile
 
 from absl.testing import absltest
 import chex
@@ -13,15 +11,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from conftest import SHARED_IMAGES, tiny_model
+from conftest import SHARED_IMAGES, tiny_model, tmpdir
 from cnnviz_jax import data, image, models, style
 from cnnviz_jax.data import samples
-
-
-def tmpdir(test):
-  path = tempfile.mkdtemp(prefix="adain_")
-  test.addCleanup(shutil.rmtree, path, ignore_errors=True)
-  return path
 
 
 def images(n, hw, seed=0):
@@ -233,7 +225,7 @@ class ShippedTest(absltest.TestCase):
     layers = tuple(recipe["style_layers"])
     content = jnp.asarray(samples.bundled_photos(max_side=128)["china"])[None]
     # Never trained on: CIFAR-10 test images; the held-out painting if present.
-    unseen = {f"cifar test {i}": cifar_style(i) for i in (0, 1)}
+    unseen = {"cifar test 0": cifar_style(0)}
     held_out = os.path.join(SHARED_IMAGES, "shipwreck.jpg")
     if os.path.exists(held_out):
       unseen["shipwreck (held out)"] = data.load_image(held_out, max_side=256)

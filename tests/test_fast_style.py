@@ -5,8 +5,6 @@ shipped network. A narrow network, 16-32 px images and the tiny loss network
 keep the file fast."""
 
 import os
-import shutil
-import tempfile
 
 from absl.testing import absltest, parameterized
 import chex
@@ -14,7 +12,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from conftest import SHARED_IMAGES, tiny_model
+from conftest import SHARED_IMAGES, tiny_model, tmpdir
 from cnnviz_jax import data, image, models, style
 from cnnviz_jax.data import samples
 from cnnviz_jax.style import _stylizer, _transfer
@@ -36,14 +34,6 @@ def narrow(num_styles=3):
     elif k.endswith("norm/bias"):
       flat[k] = jnp.asarray(0.5 * rng.standard_normal(flat[k].shape), jnp.float32)
   return net, models.core.unflatten(flat)
-
-
-def tmpdir(test):
-  """A fresh folder removed after `test` (absltest's create_tempdir needs
-  absl flags, which pytest does not parse)."""
-  path = tempfile.mkdtemp(prefix="fast_style_")
-  test.addCleanup(shutil.rmtree, path, ignore_errors=True)
-  return path
 
 
 def images(n, hw, seed=0):

@@ -346,8 +346,7 @@ class AdaINRecipe:
   seed: int = 0
 
   def to_json(self) -> dict:
-    return {k: list(v) if isinstance(v, tuple) else v
-            for k, v in dataclasses.asdict(self).items()}
+    return FT.recipe_json(self)
 
 
 def check_adain_recipe(r: AdaINRecipe, model) -> None:

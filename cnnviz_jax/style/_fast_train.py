@@ -88,8 +88,13 @@ class Recipe:
   seed: int = 0
 
   def to_json(self) -> dict:
-    return {k: list(v) if isinstance(v, tuple) else v
-            for k, v in dataclasses.asdict(self).items()}
+    return recipe_json(self)
+
+
+def recipe_json(recipe) -> dict:
+  """A recipe dataclass as JSON-able fields (tuples as lists)."""
+  return {k: list(v) if isinstance(v, tuple) else v
+          for k, v in dataclasses.asdict(recipe).items()}
 
 
 def check_recipe(r: Recipe) -> None:
