@@ -40,8 +40,9 @@ def tiny_net(seed=0):
   """The tiny encoder with a random decoder at relu2_1."""
   model = tiny_model()
   decoder = style.Decoder(style.decoder_plan(model, "relu2_1"))
-  params = decoder.init(jax.random.PRNGKey(seed), jnp.zeros((1, 4, 4, 16)),
-                        style.stage_sizes(model, "relu2_1", (16, 16)))["params"]
+  sizes = style.stage_sizes(model, "relu2_1", (16, 16))
+  params = jax.jit(lambda k: decoder.init(k, jnp.zeros((1, 4, 4, 16)), sizes))(
+      jax.random.PRNGKey(seed))["params"]
   return style.AdaIN(model, "relu2_1", decoder, params, {})
 
 

@@ -300,8 +300,14 @@ def _probe_hw(model) -> tuple[int, int]:
 def _init(decoder: Decoder, model, layer: str, key: Array, hw=None):
   hw = _probe_hw(model) if hw is None else hw
   c = model.layer_shape(layer, hw)
-  t = jnp.zeros((1, *c), jnp.float32)
-  return decoder.init(key, t, stage_sizes(model, layer, hw))["params"]
+  return _jit_init(decoder, key, (1, *c), stage_sizes(model, layer, hw))
+
+
+@functools.partial(jax.jit, static_argnums=(0, 2, 3))
+def _jit_init(decoder, key, t_shape, sizes):
+  # Jitted once per decoder and size: eager, Flax ran every layer's ops one
+  # by one (2.6 s a call).
+  return decoder.init(key, jnp.zeros(t_shape, jnp.float32), sizes)["params"]
 
 
 def _expected_shapes(decoder, model, layer) -> dict:

@@ -246,9 +246,16 @@ class Stylizer(nn.Module):
 
   def init_params(self, key: Array, hw: tuple[int, int] = (32, 32)):
     """Random parameters (the `params` collection), from `key`."""
-    x = jnp.zeros((1, *hw, 3), jnp.float32)
-    w = jnp.ones((1, self.num_styles), jnp.float32) / self.num_styles
-    return self.init(key, x, w)["params"]
+    return _init_params(self, key, tuple(hw))
+
+
+@functools.partial(jax.jit, static_argnums=(0, 2))
+def _init_params(stylizer, key, hw):
+  # Jitted once per architecture and size: eager, Flax ran every layer's
+  # ops one by one (the AdaIN launcher's smoke run 13.1 -> 9.5 s jitted).
+  x = jnp.zeros((1, *hw, 3), jnp.float32)
+  w = jnp.ones((1, stylizer.num_styles), jnp.float32) / stylizer.num_styles
+  return stylizer.init(key, x, w)["params"]
 
 
 def style_weights(style, num_styles: int, n: int) -> Array:
