@@ -31,7 +31,7 @@ setup(
     ],
     extras_require={
         "convert": ["torch==2.14.1", "torchvision==0.29.1"],
-        "test": ["pytest", "pytest-xdist", "chex", "torch==2.14.1",
+        "test": ["pytest", "pytest-xdist>=3.2", "chex", "torch==2.14.1",
                  "torchvision==0.29.1", "captum"],
     },
 )
