@@ -66,8 +66,7 @@ def moments(features: Array, eps: float = EPS) -> tuple[Array, Array]:
   Returns:
     `(mean, std)`, each `[N, 1, 1, C]`.
   """
-  mean = S._position_mean(features)
-  var = S._position_mean(jnp.square(features - mean))
+  mean, var = S.mean_var(features)
   return mean, jnp.sqrt(var + eps)
 
 

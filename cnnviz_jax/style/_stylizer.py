@@ -64,9 +64,16 @@ def instance_norm(x: Array, eps: float = IN_EPS) -> Array:
   Returns:
     float `[N, H, W, C]`, the normalized maps (no affine part).
   """
-  mean = _position_mean(x)
-  var = _position_mean(jnp.square(x - mean))
+  mean, var = mean_var(x)
   return (x - mean) * jax.lax.rsqrt(var + eps)
+
+
+def mean_var(x: Array) -> tuple[Array, Array]:
+  """Per image and channel mean and variance over the positions of `x`
+  `[N, H, W, C]`, each `[N, 1, 1, C]`: two passes (mean, then the centred
+  squares), exact for maps with a large offset."""
+  mean = _position_mean(x)
+  return mean, _position_mean(jnp.square(x - mean))
 
 
 def _position_mean(x: Array) -> Array:
