@@ -249,7 +249,8 @@ class TorchStyleTrainer:
 def train_row(crop, batch, repeats, steps=2):
   """Fast-style training steps (the shipped recipe's network and loss
   network, `crop` x `crop` content, `batch` images, one style each): ours
-  (`style.train`'s jitted step) vs the same step in eager PyTorch."""
+  (`style.train`'s jitted chunk of `steps` steps, one call) vs the same
+  steps in eager PyTorch."""
   from cnnviz_jax.style import _fast_train as FT
   net, params = _stylizer()
   names = tuple(f"s{i}" for i in range(net.num_styles))
@@ -261,8 +262,12 @@ def train_row(crop, batch, repeats, steps=2):
                              layers, recipe.style_size)
   images = jnp.concatenate([_images((crop, crop), 10 + i) for i in range(batch)])
   styles = jnp.asarray(np.arange(batch) % net.num_styles, jnp.int32)
-  step = FT.make_step(FT.make_loss(net, loss_model, recipe),
-                      optax.adam(recipe.learning_rate))
+  # `style.train`'s chunk of `steps` steps (one jitted call).
+  chunk = FT.make_chunk(FT.make_loss(net, loss_model, recipe),
+                        optax.adam(recipe.learning_rate))
+  xs = jnp.stack([images] * steps)
+  ss = jnp.stack([styles] * steps)
+  active = np.ones(steps, bool)
   dev = bench_common.torch_device()
   theirs = TorchStyleTrainer(net, params, loss_model, targets, recipe, dev)
   xt = torch_reference.nhwc_to_nchw(images).to(dev)
@@ -277,9 +282,8 @@ def train_row(crop, batch, repeats, steps=2):
                          f"torch {theirs_loss:.6g}.")
 
   def ours():
-    for _ in range(steps):
-      state["p"], state["o"], m = step(state["p"], state["o"], loss_model.params,
-                                       targets, images, styles)
+    state["p"], state["o"], m = chunk(state["p"], state["o"], loss_model.params,
+                                      targets, xs, ss, active)
     return m["loss"]
 
   def torch_steps():

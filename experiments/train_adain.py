@@ -57,6 +57,7 @@ def _preview(path, net, names, styles, held_out, size):
 def run(config, workdir: str) -> dict:
   """Trains (or resumes) the decoder in `workdir`; returns the metrics."""
   launch.check_at_least(config, steps=1, batch=1, crop=32, steps_per_run=0,
+                        steps_per_call=1,
                         checkpoint_every=1, log_every=1, preview_size=48,
                         cifar_per_class=1)
   launch.check_positive(config, "learning_rate")
@@ -90,7 +91,8 @@ def run(config, workdir: str) -> dict:
   out = style.train_adain(recipe, model, content, style_pool, workdir,
                           steps_per_run=config.steps_per_run or None,
                           checkpoint_every=config.checkpoint_every,
-                          log_every=config.log_every)
+                          log_every=config.log_every,
+                          steps_per_call=config.steps_per_call)
   metrics = dict(training_metrics(out, workdir, ("style", "content")),
                  content_photos=photo_names, cifar=cifar_source,
                  styles=list(names), photos_as_styles=bool(config.photos_as_styles))

@@ -98,6 +98,7 @@ def recipe_from(config, style_names) -> style.Recipe:
 def run(config, workdir: str) -> dict:
   """Trains (or resumes) the stylizer in `workdir`; returns the metrics."""
   launch.check_at_least(config, steps=1, batch=1, crop=32, steps_per_run=0,
+                        steps_per_call=1,
                         checkpoint_every=1, log_every=1, preview_size=2,
                         cifar_per_class=1, num_residual=0, style_size=32)
   launch.check_positive(config, "learning_rate")
@@ -114,7 +115,8 @@ def run(config, workdir: str) -> dict:
   out = style.train(recipe, model, styles, pool, workdir,
                     steps_per_run=config.steps_per_run or None,
                     checkpoint_every=config.checkpoint_every,
-                    log_every=config.log_every)
+                    log_every=config.log_every,
+                    steps_per_call=config.steps_per_call)
   metrics = dict(training_metrics(out, workdir, ("style", "content", "tv")),
                  content_photos=photo_names, cifar=cifar_source,
                  styles=list(names))

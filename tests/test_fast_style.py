@@ -217,8 +217,9 @@ class TrainTest(absltest.TestCase):
 
   def test_loss_falls(self):
     model, styles, pool, recipe = tiny_setup(40)
-    out = style.train(recipe, model, styles, pool, tmpdir(self),
-                      log_every=10, checkpoint_every=40, progress=lambda e: None)
+    out = style.train(recipe, model, styles, pool, tmpdir(self), log_every=10,
+                      checkpoint_every=40, steps_per_call=5,
+                      progress=lambda e: None)
     # The same fixed batches before and after training.
     layers, _ = _transfer.default_layers(model)
     targets = style.style_targets(model, styles, layers, recipe.style_size)
@@ -238,23 +239,24 @@ class TrainTest(absltest.TestCase):
                        checkpoint_every=2, log_every=2, progress=quiet)
     work = tmpdir(self)
 
-    def killer(entry):  # dies after step 5, past the checkpoint at step 4
-      if entry["step"] >= 5:
+    def killer(entry):  # dies at step 6's report, before its checkpoint
+      if entry["step"] >= 6:
         raise KeyboardInterrupt("killed")
 
     with self.assertRaises(KeyboardInterrupt):
       style.train(recipe, model, styles, pool, work, checkpoint_every=2,
-                  log_every=1, progress=killer)
-    # A sitting of 2 steps (4 -> 6), then the rest.
+                  log_every=2, progress=killer)
+    # A sitting of 1 step, rounded up to the chunk's end (4 -> 6), then the
+    # rest.
     part = style.train(recipe, model, styles, pool, work, checkpoint_every=2,
-                       log_every=2, steps_per_run=2, progress=quiet)
+                       log_every=2, steps_per_run=1, progress=quiet)
     self.assertEqual((part["step"], part["done"]), (6, False))
     rest = style.train(recipe, model, styles, pool, work, checkpoint_every=2,
                        log_every=2, progress=quiet)
     self.assertEqual((rest["step"], rest["done"]), (8, True))
-    chex.assert_trees_all_close(rest["params"], full["params"], atol=1e-6, rtol=1e-6)
+    chex.assert_trees_all_equal(rest["params"], full["params"])  # bit for bit
     net, params = style.load_stylizer(os.path.join(work, style.EXPORT))
-    chex.assert_trees_all_close(params, full["params"], atol=1e-6, rtol=1e-6)
+    chex.assert_trees_all_equal(params, full["params"])
     self.assertEqual(style.stylizer_info(os.path.join(work, style.EXPORT))[
         "recipe"]["trained_steps"], 8)
     # Another recipe is refused, naming the field.
@@ -262,6 +264,15 @@ class TrainTest(absltest.TestCase):
     with self.assertRaisesRegex(ValueError, "learning_rate"):
       style.train(dataclasses.replace(recipe, learning_rate=0.5), model, styles,
                   pool, work, progress=quiet)
+
+  def test_chunks_divide_the_log_and_checkpoint_periods(self):
+    from cnnviz_jax.style import _fast_train
+    for args, length in (((10, 20, 100), 10), ((10, 10, 50), 10),
+                         ((5, 10, 40), 5), ((4, 10, 40), 2), ((10, 7, 100), 1),
+                         ((1, 20, 100), 1)):
+      self.assertEqual(_fast_train.chunk_length(*args), length, args)
+    with self.assertRaisesRegex(ValueError, "steps_per_call"):
+      _fast_train.check_loop_args(None, 10, 10, 0)
 
   def test_batches_depend_on_seed_and_step_only(self):
     _, _, pool, recipe = tiny_setup(1)

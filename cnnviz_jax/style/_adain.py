@@ -385,7 +385,7 @@ def check_adain_recipe(r: AdaINRecipe, model) -> None:
 
 def make_adain_loss(decoder: Decoder, model, recipe: AdaINRecipe):
   """`loss(params, encoder_params, _, content, styles) -> (scalar, parts)`
-  (the signature `_fast_train.make_step` steps): `content`, `styles`
+  (the signature `_fast_train.make_chunk` steps): `content`, `styles`
   `[B, crop, crop, 3]` in [0, 1]; parts `{"content", "style"}`."""
   layer = model.resolve(recipe.layer)
   style_layers = tuple(model.resolve(l) for l in recipe.style_layers)
@@ -423,7 +423,8 @@ def adain_batch(content: FT.ContentPool, styles: FT.ContentPool,
 def train_adain(recipe: AdaINRecipe, model, content: FT.ContentPool,
                 styles: FT.ContentPool, workdir: str, *,
                 steps_per_run: Optional[int] = None, checkpoint_every: int = 100,
-                log_every: int = 20, progress=None) -> dict:
+                log_every: int = 20, progress=None,
+                steps_per_call: int = 10) -> dict:
   """Trains (or resumes) an AdaIN decoder for the encoder `model`.
 
   Raises:
@@ -434,8 +435,8 @@ def train_adain(recipe: AdaINRecipe, model, content: FT.ContentPool,
     recipe: the run (`AdaINRecipe`); `model` must be `recipe.encoder`.
     content, styles: crop pools (`content_pool`) of photographs and of style
       images (paintings).
-    workdir, steps_per_run, checkpoint_every, log_every, progress: as in
-      `train` (the same resumable loop).
+    workdir, steps_per_run, checkpoint_every, log_every, progress,
+      steps_per_call: as in `train` (the same resumable loop).
 
   Returns:
     `{"step", "done", "history", "seconds", "params", "net"}` (`net` an
@@ -446,12 +447,14 @@ def train_adain(recipe: AdaINRecipe, model, content: FT.ContentPool,
   params = _init(decoder, model, model.resolve(recipe.layer),
                  jax.random.PRNGKey(recipe.seed), (recipe.crop, recipe.crop))
   optimizer = optax.adam(recipe.learning_rate)
-  step_fn = _cached_adain_step(decoder, FT._ByIdentity(model),
-                               dataclasses.replace(recipe, steps=1))
+  chunk_fn = _cached_adain_chunk(decoder, FT._ByIdentity(model),
+                                 dataclasses.replace(recipe, steps=1))
 
-  def advance(p, o, step):
-    c, s = adain_batch(content, styles, recipe, step)
-    return step_fn(p, o, model.params, (), jnp.asarray(c), jnp.asarray(s))
+  def advance(p, o, first, active):
+    c, s = FT.stacked_batches(
+        lambda step: adain_batch(content, styles, recipe, step), first,
+        len(active))
+    return chunk_fn(p, o, model.params, (), c, s, active)
 
   def net(p):
     return AdaIN(model, model.resolve(recipe.layer), decoder, p, {})
@@ -463,11 +466,11 @@ def train_adain(recipe: AdaINRecipe, model, content: FT.ContentPool,
   out = FT.run_training(workdir, recipe.to_json(), params, optimizer.init(params),
                         advance, export, steps_per_run=steps_per_run,
                         checkpoint_every=checkpoint_every, log_every=log_every,
-                        progress=progress)
+                        progress=progress, steps_per_call=steps_per_call)
   return dict(out, net=net(out["params"]))
 
 
 @functools.lru_cache(maxsize=8)
-def _cached_adain_step(decoder, model_handle, recipe):
-  return FT.make_step(make_adain_loss(decoder, model_handle.obj, recipe),
+def _cached_adain_chunk(decoder, model_handle, recipe):
+  return FT.make_chunk(make_adain_loss(decoder, model_handle.obj, recipe),
                       optax.adam(recipe.learning_rate))

@@ -19,7 +19,17 @@ Work is never lost: every `checkpoint_every` steps the step, the parameters,
 the optimizer state and the loss history go to `<workdir>/checkpoint.msgpack`
 (atomically), and the stylizer to `<workdir>/stylizer.safetensors`. A run
 killed at any moment resumes to the same parameters an uninterrupted run
-reaches; `steps_per_run` ends a sitting early.
+reaches; `steps_per_run` ends a sitting early. Steps run in jitted chunks
+(`make_chunk`, unrolled) of a fixed length that divides `log_every` and
+`checkpoint_every`, on multiples of it; sittings end at chunk ends (or at
+`steps`), so a killed or split run resumes at a chunk start and reaches bit
+for bit the parameters of an uninterrupted one. Two cases agree only up to
+rounding (which Adam's first steps amplify on parameters whose gradient is
+near zero): another chunk length (`steps_per_call`, `log_every`,
+`checkpoint_every` changed on resuming), and `steps` raised after a run
+ended inside a chunk (the chunk is then finished with its first steps
+masked, and the state that crossed the call boundary came out 1 ulp
+apart from the one the uninterrupted chunk carried on with).
 """
 
 import dataclasses
@@ -49,7 +59,8 @@ CHECKPOINT = "checkpoint.msgpack"
 EXPORT = "stylizer.safetensors"
 # Config fields a resumed run may change: they split or extend the run (or
 # its logging) without altering any step already taken.
-RESUMABLE = ("steps", "steps_per_run", "checkpoint_every", "log_every")
+RESUMABLE = ("steps", "steps_per_run", "steps_per_call", "checkpoint_every",
+             "log_every")
 _FORMAT = 1
 
 
@@ -187,6 +198,13 @@ def batch_for_step(pool, recipe: Recipe, step: int):
   return x, batch_styles(rng, recipe.batch, len(recipe.style_names))
 
 
+def stacked_batches(batch_fn: Callable[[int], tuple], first: int, n: int):
+  """The batches of steps `first .. first + n - 1` (`batch_fn(step)`, a tuple
+  of arrays each), stacked per position: a tuple of `[n, ...]` arrays."""
+  batches = [batch_fn(step) for step in range(first, first + n)]
+  return tuple(jnp.asarray(np.stack(parts)) for parts in zip(*batches))
+
+
 # ------------------------------------------------------------------- loss
 
 def style_targets(model, styles: Sequence[Array], layers: Sequence[str],
@@ -251,25 +269,43 @@ class _ByIdentity:
 
 
 @functools.lru_cache(maxsize=8)
-def _cached_step(stylizer, model_handle, recipe):
-  # One compiled step per (network, loss network, recipe) in a process: a
-  # resumed sitting, or a test's several short runs, compile once.
+def _cached_chunk(stylizer, model_handle, recipe):
+  # One compiled chunk per (network, loss network, recipe, chunk length) in
+  # a process: a resumed sitting, or a test's several short runs, compile
+  # once.
   loss_fn = make_loss(stylizer, model_handle.obj, recipe)
-  return make_step(loss_fn, optax.adam(recipe.learning_rate))
+  return make_chunk(loss_fn, optax.adam(recipe.learning_rate))
 
 
-def make_step(loss_fn, optimizer):
-  """`step(params, opt_state, loss_params, targets, images, styles) ->
-  (params, opt_state, metrics)`, jitted, the params and optimizer state
-  donated."""
+def make_chunk(loss_fn, optimizer):
+  """`chunk(params, opt_state, loss_params, targets, images, styles, active)
+  -> (params, opt_state, metrics)`: one optimizer step per leading index of
+  `images` `[n, ...]` and `styles` `[n, ...]` (the batches of n consecutive
+  steps) where bool `active` `[n]` is set (elsewhere the state passes
+  through unchanged), jitted, the n steps unrolled (XLA:CPU ran them as a
+  loop ~6x slower, and 10 steps unrolled 1.19x faster than 10 calls of a
+  one-step function: 88.8 vs 106.1 ms a step, the shipped recipe's 80 px
+  batch of 4); the params and optimizer state donated. `metrics` maps
+  `"loss"` and the loss's parts to `[n]` arrays. A new `n` compiles anew."""
 
-  def step(params, opt_state, loss_params, targets, images, styles):
+  def one(carry, batch):
+    params, opt_state, loss_params, targets = carry
+    *inputs, active = batch
     (total, parts), grads = jax.value_and_grad(loss_fn, has_aux=True)(
-        params, loss_params, targets, images, styles)
-    updates, opt_state = optimizer.update(grads, opt_state, params)
-    return optax.apply_updates(params, updates), opt_state, {"loss": total, **parts}
+        params, loss_params, targets, *inputs)
+    updates, new_opt = optimizer.update(grads, opt_state, params)
+    new = (optax.apply_updates(params, updates), new_opt)
+    params, opt_state = jax.tree_util.tree_map(
+        lambda a, b: jnp.where(active, a, b), new, (params, opt_state))
+    return (params, opt_state, loss_params, targets), {"loss": total, **parts}
 
-  return jax.jit(step, donate_argnums=(0, 1))
+  def chunk(params, opt_state, loss_params, targets, images, styles, active):
+    (params, opt_state, _, _), metrics = jax.lax.scan(
+        one, (params, opt_state, loss_params, targets),
+        (images, styles, active), unroll=True)
+    return params, opt_state, metrics
+
+  return jax.jit(chunk, donate_argnums=(0, 1))
 
 
 # --------------------------------------------------------------- training
@@ -291,20 +327,31 @@ def _check_resume(old: dict, new: dict, step: int, path: str) -> None:
                      "use another workdir for a new recipe.")
 
 
-def check_loop_args(steps_per_run, checkpoint_every, log_every) -> None:
+def check_loop_args(steps_per_run, checkpoint_every, log_every,
+                    steps_per_call=1) -> None:
   """Raises ValueError naming a loop argument below its minimum."""
-  for k, v in (("checkpoint_every", checkpoint_every), ("log_every", log_every)):
+  for k, v in (("checkpoint_every", checkpoint_every), ("log_every", log_every),
+               ("steps_per_call", steps_per_call)):
     if int(v) < 1:
       raise ValueError(f"{k} must be >= 1; got {v!r}.")
   if steps_per_run is not None and int(steps_per_run) < 1:
     raise ValueError(f"steps_per_run must be >= 1 or None; got {steps_per_run!r}.")
 
 
+def chunk_length(steps_per_call: int, log_every: int,
+                 checkpoint_every: int) -> int:
+  """Steps per compiled chunk: the largest divisor of both `log_every` and
+  `checkpoint_every` up to `steps_per_call`, so logs and checkpoints fall on
+  chunk ends."""
+  return max(d for d in range(1, int(steps_per_call) + 1)
+             if log_every % d == 0 and checkpoint_every % d == 0)
+
+
 def run_training(workdir: str, meta: dict, params, opt_state,
                  advance: Callable, export: Callable[[object, int], None], *,
                  steps_per_run: Optional[int], checkpoint_every: int,
-                 log_every: int, progress: Optional[Callable[[dict], None]]
-                 ) -> dict:
+                 log_every: int, progress: Optional[Callable[[dict], None]],
+                 steps_per_call: int = 1) -> dict:
   """The resumable loop of every feed-forward network trained here.
 
   Args:
@@ -313,22 +360,25 @@ def run_training(workdir: str, meta: dict, params, opt_state,
       fields; `steps` may grow).
     meta: the run's recipe as JSON-able fields, with `steps`.
     params, opt_state: the initial state (the template a checkpoint fills).
-    advance: `advance(params, opt_state, step) -> (params, opt_state,
-      metrics)`, one optimizer step on step `step`'s batch (a function of
-      the seed and the step only, so a resumed run takes the same steps);
-      `metrics` a dict of scalars with `"loss"`.
+    advance: `advance(params, opt_state, first, active) -> (params,
+      opt_state, metrics)`, the optimizer steps `first + i` for which bool
+      `active[i]` is set (`active` `[chunk_length(...)]`), each on its batch
+      (a function of the seed and the step only, so a resumed run takes the
+      same steps), in one call (`make_chunk`); `metrics` maps `"loss"` and
+      any other scalar to one value per position.
     export: `export(params, step)` writes the trained network (atomically);
       called with every checkpoint.
-    steps_per_run, checkpoint_every, log_every, progress: as in `train`.
+    steps_per_run, checkpoint_every, log_every, progress, steps_per_call:
+      as in `train`.
 
   Returns:
     `{"step", "done", "history", "seconds", "params"}`.
   """
-  check_loop_args(steps_per_run, checkpoint_every, log_every)
+  check_loop_args(steps_per_run, checkpoint_every, log_every, steps_per_call)
   os.makedirs(workdir, exist_ok=True)
   io.remove_stale_temps(workdir)
   total = int(meta["steps"])
-  meta = dict(meta, steps_per_run=steps_per_run,
+  meta = dict(meta, steps_per_run=steps_per_run, steps_per_call=steps_per_call,
               checkpoint_every=checkpoint_every, log_every=log_every)
   state = {"step": 0, "params": params, "opt_state": opt_state, "history": []}
   path = os.path.join(workdir, CHECKPOINT)
@@ -353,8 +403,10 @@ def run_training(workdir: str, meta: dict, params, opt_state,
     io.write_bytes(path, blob)
     export(state["params"], state["step"])
 
+  length = chunk_length(steps_per_call, log_every, checkpoint_every)
   start, t0 = state["step"], time.time()
-  stop = total if steps_per_run is None else min(total, start + int(steps_per_run))
+  stop = total if steps_per_run is None else min(
+      total, -(-(start + int(steps_per_run)) // length) * length)  # a chunk end
   window = []
 
   def log(e):
@@ -366,12 +418,18 @@ def run_training(workdir: str, meta: dict, params, opt_state,
 
   report = progress or log
   p, o = state["params"], state["opt_state"]
-  for step in range(start, stop):
-    p, o, metrics = advance(p, o, step)
-    window.append(metrics)
-    done = step + 1
+  done = start
+  while done < stop:
+    first = done - done % length  # chunks sit on multiples of `length`
+    end = min(first + length, stop)
+    active = np.zeros(length, bool)
+    active[done - first:end - first] = True
+    p, o, metrics = advance(p, o, first, active)
+    window.append({k: np.asarray(v)[active] for k, v in metrics.items()})
+    done = end
     if done % log_every == 0 or done == stop:
-      means = {k: float(np.mean([float(m[k]) for m in window])) for k in window[0]}
+      means = {k: float(np.mean(np.concatenate([m[k] for m in window])))
+               for k in window[0]}
       window = []
       entry = {"step": done, **means}
       state["history"].append(entry)
@@ -391,7 +449,8 @@ def run_training(workdir: str, meta: dict, params, opt_state,
 def train(recipe: Recipe, model, styles: Sequence[Array], pool: ContentPool,
           workdir: str, *, steps_per_run: Optional[int] = None,
           checkpoint_every: int = 100, log_every: int = 20,
-          progress: Optional[Callable[[dict], None]] = None) -> dict:
+          progress: Optional[Callable[[dict], None]] = None,
+          steps_per_call: int = 10) -> dict:
   """Trains (or resumes) a conditional-IN `Stylizer` over `styles`.
 
   Args:
@@ -400,12 +459,15 @@ def train(recipe: Recipe, model, styles: Sequence[Array], pool: ContentPool,
     styles: one painting per style, float `[h, w, 3]` in [0, 1].
     pool: the content images (`content_pool`).
     workdir: checkpoint folder; a checkpoint there is resumed.
-    steps_per_run: stop after this many steps in this call (None: run to
-      `recipe.steps`); the checkpoint is written first.
+    steps_per_run: stop after this many steps in this call, rounded up to
+      the end of a chunk (None: run to `recipe.steps`); the checkpoint is
+      written first.
     checkpoint_every: steps between checkpoints.
     log_every: steps between history entries and progress reports.
     progress: called with each history entry plus `seconds_left` (None:
       `absl.logging`).
+    steps_per_call: the most steps per jitted call (`chunk_length`:
+      unrolled, so longer chunks compile longer, once).
 
   Returns:
     `{"step", "done", "history", "seconds", "params", "stylizer"}`;
@@ -417,7 +479,7 @@ def train(recipe: Recipe, model, styles: Sequence[Array], pool: ContentPool,
   if len(styles) != len(recipe.style_names):
     raise ValueError(f"{len(styles)} style images for {len(recipe.style_names)} "
                      "style names.")
-  check_loop_args(steps_per_run, checkpoint_every, log_every)
+  check_loop_args(steps_per_run, checkpoint_every, log_every, steps_per_call)
   stylizer = S.Stylizer(num_styles=len(recipe.style_names),
                         channels=tuple(recipe.channels),
                         num_residual=recipe.num_residual)
@@ -427,12 +489,13 @@ def train(recipe: Recipe, model, styles: Sequence[Array], pool: ContentPool,
   params = stylizer.init_params(jax.random.PRNGKey(recipe.seed),
                                 (recipe.crop, recipe.crop))
   # `steps` does not enter the step: runs that differ only there share it.
-  step_fn = _cached_step(stylizer, _ByIdentity(model),
-                         dataclasses.replace(recipe, steps=1))
+  chunk_fn = _cached_chunk(stylizer, _ByIdentity(model),
+                           dataclasses.replace(recipe, steps=1))
 
-  def advance(p, o, step):
-    x, s = batch_for_step(pool, recipe, step)
-    return step_fn(p, o, model.params, targets, jnp.asarray(x), jnp.asarray(s))
+  def advance(p, o, first, active):
+    x, s = stacked_batches(lambda step: batch_for_step(pool, recipe, step),
+                           first, len(active))
+    return chunk_fn(p, o, model.params, targets, x, s, active)
 
   def export(p, step):
     S.save_stylizer(os.path.join(workdir, EXPORT), stylizer, p,
@@ -442,5 +505,5 @@ def train(recipe: Recipe, model, styles: Sequence[Array], pool: ContentPool,
   out = run_training(workdir, recipe.to_json(), params, optimizer.init(params),
                      advance, export, steps_per_run=steps_per_run,
                      checkpoint_every=checkpoint_every, log_every=log_every,
-                     progress=progress)
+                     progress=progress, steps_per_call=steps_per_call)
   return dict(out, stylizer=stylizer)
