@@ -7,7 +7,10 @@ float32 NHWC RGB images in [0, 1].
 from cnnviz_jax import _xla_cpu
 
 # Before anything imports a module that starts JAX's backend: XLA:CPU's
-# convolutions through Eigen rather than YNNPACK (measured in `_xla_cpu`).
+# convolutions through Eigen rather than YNNPACK, and large temporaries kept
+# mapped between calls (glibc's malloc thresholds); both measured in
+# `_xla_cpu`.
 _xla_cpu.configure()
+_xla_cpu.configure_malloc()
 
 __version__ = "0.1.0"

@@ -215,7 +215,7 @@ def run(config, workdir: str) -> dict:
 
   Returns:
     `{"points": [{<axis>: value, ..., "final_loss": float}], "axes",
-    "num_points", "num_devices", "num_processes", "seconds",
+    "num_points", "image_hw", "num_devices", "num_processes", "seconds",
     "points_per_second", "steady_points_per_second"}`: `final_loss` is minus
     the objective (which the engine maximizes) at the last step, the mean
     over the point's images; `seconds` the whole sweep with compilation;
@@ -268,6 +268,7 @@ def run(config, workdir: str) -> dict:
       "axes": dict(axes),
       "points": [dict(p, final_loss=float(l)) for p, l in zip(points, losses)],
       "num_points": len(points),
+      "image_hw": list(images.shape[2:4]),
       "num_devices": jax.device_count(),
       "num_processes": jax.process_count(),
       "seconds": seconds,

@@ -48,10 +48,21 @@ def read_png(path, size):
   return pixels
 
 
-def grid_size(ncols, nrows, cell=2.0):
+def grid_size(ncols, nrows, cell=2.0, aspect=1.0):
   """Pixel size `(W, H)` of a `viz.save_grid` figure: `cell` inches per
-  image at 100 dpi, plus 0.4 inch for the titles."""
-  return round(100 * cell * ncols), round(100 * (cell * nrows + 0.4))
+  image's width at 100 dpi, `aspect` (the images' median height / width)
+  times that per row, plus 0.4 inch for the titles (matplotlib floors)."""
+  return (int(100 * cell * ncols + 1e-6),
+          int(100 * (cell * aspect * nrows + 0.4) + 1e-6))
+
+
+def test_grid_rows_follow_the_images_aspect(tmp_path):
+  from cnnviz_jax import viz
+  wide = np.tile(np.linspace(0, 1, 64, dtype=np.float32)[None, :, None], (32, 1, 3))
+  viz.save_grid(str(tmp_path / "wide.png"), [wide, wide, wide], titles=list("abc"))
+  read_png(tmp_path / "wide.png", grid_size(3, 1, aspect=0.5))
+  viz.save_grid(str(tmp_path / "square.png"), [wide[:, :32]] * 4, ncols=2)
+  read_png(tmp_path / "square.png", grid_size(2, 2))
 
 
 def test_every_launcher_has_a_config_and_run():

@@ -161,7 +161,9 @@ def _check_smoke(config, workdir):
       row = [losses[(w, tv)] for w in m["axes"]["style_weight"]]
       assert np.all(np.diff(row) > 0), row
   ncols = len(axes[-1][1])
-  read_png(workdir / "sheet.png", grid_size(ncols, m["num_points"] // ncols))
+  h, w = m["image_hw"]
+  read_png(workdir / "sheet.png",
+           grid_size(ncols, m["num_points"] // ncols, aspect=h / w))
 
 
 @pytest.mark.parametrize("arg", ["style_transfer,smoke", "deepdream,smoke"])

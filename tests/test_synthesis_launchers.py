@@ -64,7 +64,8 @@ def test_deepdream(tmp_path):
   dream = np.asarray(read_png(tmp_path / "dream.png", source.shape[1::-1]), np.float32)
   change = np.abs(dream - source).mean()
   assert 0.5 < change < 64, change  # changed, but still the photograph
-  read_png(tmp_path / "before_after.png", grid_size(2, 1, cell=4.0))
+  read_png(tmp_path / "before_after.png",
+           grid_size(2, 1, cell=4.0, aspect=source.shape[0] / source.shape[1]))
 
 
 def test_multifaceted(tmp_path):

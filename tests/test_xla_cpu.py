@@ -59,3 +59,46 @@ def test_no_change_after_the_backend_started():
   flags, fused = _probe("started")
   assert flags == ""
   assert fused == "True True"  # jax's default: YNNPACK for both
+
+
+# The malloc thresholds: a freed 256 MB block stays mapped (no page faults
+# on the next call's temporaries) under the library's setting, and is handed
+# back to the system under glibc's defaults or when the user opts out.
+_MALLOC_PROBE = """
+import ctypes, sys
+import cnnviz_jax
+from cnnviz_jax import _xla_cpu
+libc = ctypes.CDLL(None)
+libc.malloc.restype, libc.malloc.argtypes = ctypes.c_void_p, (ctypes.c_size_t,)
+libc.free.argtypes = (ctypes.c_void_p,)
+def rss_mb():
+  with open("/proc/self/statm") as f:
+    return int(f.read().split()[1]) * 4096 / 2 ** 20
+size = 256 * 2 ** 20
+p = libc.malloc(size)
+ctypes.memset(p, 1, size)           # touch every page
+before = rss_mb()
+libc.free(p)
+print(_xla_cpu.configure_malloc(), round(before - rss_mb()))
+"""
+
+
+def _malloc_probe(**env_extra):
+  env = {k: v for k, v in os.environ.items()
+         if k not in ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_",
+                      "CNNVIZ_JAX_KEEP_MALLOC")}
+  env.update(JAX_PLATFORMS="cpu", **env_extra)
+  out = subprocess.run([sys.executable, "-c", _MALLOC_PROBE], env=env,
+                       capture_output=True, text=True, timeout=120, check=True)
+  configured, released = out.stdout.split()[-2:]
+  return configured == "True", int(released)
+
+
+def test_import_keeps_large_freed_blocks_mapped():
+  if not sys.platform.startswith("linux"):
+    import pytest
+    pytest.skip("glibc's malloc thresholds: Linux only")
+  configured, released = _malloc_probe()
+  assert configured and released < 16  # MB handed back: none to speak of
+  configured, released = _malloc_probe(CNNVIZ_JAX_KEEP_MALLOC="1")
+  assert not configured and released > 200  # glibc unmaps the block

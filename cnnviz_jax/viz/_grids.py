@@ -44,13 +44,16 @@ def save_grid(path: str, images: Sequence, *, titles: Optional[Sequence[str]] = 
     titles: one title per image.
     row_titles: one label per row (left side).
     ncols: columns (default: all images in one row, at most 8).
-    size: inches per cell.
+    size: inches per cell's width; its height follows the images' median
+      aspect ratio (landscape photographs get no empty bands).
   """
   n = len(images)
   ncols = ncols or min(n, 8)
   nrows = -(-n // ncols)
-  fig, axes = plt.subplots(nrows, ncols, figsize=(size * ncols, size * nrows + 0.4),
-                           squeeze=False)
+  aspect = float(np.median([np.shape(im)[0] / max(1, np.shape(im)[1])
+                            for im in images])) if n else 1.0
+  fig, axes = plt.subplots(nrows, ncols, squeeze=False,
+                           figsize=(size * ncols, size * aspect * nrows + 0.4))
   for i, ax in enumerate(axes.flat):
     ax.set_xticks([]), ax.set_yticks([])
     for s in ax.spines.values():
