@@ -218,7 +218,7 @@ class TrainTest(absltest.TestCase):
   def test_loss_falls(self):
     model, styles, pool, recipe = tiny_setup(40)
     out = style.train(recipe, model, styles, pool, tmpdir(self), log_every=10,
-                      checkpoint_every=40, steps_per_call=5,
+                      checkpoint_every=40, steps_per_call=2,
                       progress=lambda e: None)
     # The same fixed batches before and after training.
     layers, _ = _transfer.default_layers(model)
@@ -233,6 +233,7 @@ class TrainTest(absltest.TestCase):
     self.assertEqual([e["step"] for e in out["history"]], [10, 20, 30, 40])
 
   def test_killed_and_resumed_equals_uninterrupted(self):
+    import dataclasses
     model, styles, pool, recipe = tiny_setup(8)
     quiet = lambda e: None
     full = style.train(recipe, model, styles, pool, tmpdir(self),
@@ -259,8 +260,18 @@ class TrainTest(absltest.TestCase):
     chex.assert_trees_all_equal(params, full["params"])
     self.assertEqual(style.stylizer_info(os.path.join(work, style.EXPORT))[
         "recipe"]["trained_steps"], 8)
+    # A run ending inside a chunk (5 steps in chunks of 2) masks the rest:
+    # Adam took 5 steps, not the chunk's 6 (the same compiled chunk).
+    from cnnviz_jax.style import _fast_train
+    work5 = tmpdir(self)
+    five = style.train(dataclasses.replace(recipe, steps=5), model, styles, pool,
+                       work5, checkpoint_every=2, log_every=2, progress=quiet)
+    self.assertEqual([e["step"] for e in five["history"]], [2, 4, 5])
+    stored = _fast_train._read(os.path.join(work5, _fast_train.CHECKPOINT))
+    counts = {int(np.asarray(v)) for v in jax.tree_util.tree_leaves(stored["opt_state"])
+              if np.asarray(v).dtype.kind == "i"}
+    self.assertEqual(counts, {5})
     # Another recipe is refused, naming the field.
-    import dataclasses
     with self.assertRaisesRegex(ValueError, "learning_rate"):
       style.train(dataclasses.replace(recipe, learning_rate=0.5), model, styles,
                   pool, work, progress=quiet)
