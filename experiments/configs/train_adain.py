@@ -75,5 +75,6 @@ def get_config(arg=None) -> ml_collections.ConfigDict:
     c.style_scales = "48,64"
     c.checkpoint_every = 2
     c.log_every = 2
+    c.steps_per_call = 1      # one-step calls: the quickest compile
     c.preview_size = 48       # the china photo at 32x48, cifar_vgg's minimum
   return c

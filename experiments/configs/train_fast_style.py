@@ -81,5 +81,6 @@ def get_config(arg=None) -> ml_collections.ConfigDict:
     c.scales = "48,64"
     c.checkpoint_every = 3
     c.log_every = 2
+    c.steps_per_call = 1      # one-step calls: the quickest compile
     c.preview_size = 40
   return c
