@@ -52,6 +52,8 @@ from cnnviz_jax import objectives as O
 from cnnviz_jax.models import checkpoint
 from cnnviz_jax.style import _gram, _transfer
 from cnnviz_jax.style import _stylizer as S
+from cnnviz_jax.style._content import (  # noqa: F401 (re-exported)
+    ContentPool, batch_styles, content_pool, sample_batch, stacked_batches)
 
 Array = jax.Array
 
@@ -131,78 +133,12 @@ def check_recipe(r: Recipe) -> None:
 
 # ------------------------------------------------------------------- data
 
-@dataclasses.dataclass
-class ContentPool:
-  """Photographs at several scales (`photos`, float32 `[h, w, 3]` each, both
-  sides >= the crop) and CIFAR-10 images (`cifar`, uint8 `[M, 32, 32, 3]`,
-  possibly empty)."""
-  photos: list
-  cifar: np.ndarray
-
-
-def content_pool(photos: Sequence[np.ndarray], cifar: Optional[np.ndarray],
-                 crop: int, scales: Sequence[int]) -> ContentPool:
-  """Each photo (float `[H, W, 3]` in [0, 1]) resized so its longer side is
-  each of `scales` (kept where both sides reach `crop`)."""
-  out = []
-  for p in photos:
-    p = np.asarray(p, np.float32)
-    for side in scales:
-      s = side / max(p.shape[:2])
-      hw = (max(1, round(p.shape[0] * s)), max(1, round(p.shape[1] * s)))
-      if min(hw) >= crop:
-        out.append(np.asarray(jnp.clip(image_lib.resize(
-            jnp.asarray(p)[None], hw, "linear"), 0.0, 1.0)[0]))
-  cifar = np.zeros((0, 32, 32, 3), np.uint8) if cifar is None else np.asarray(cifar)
-  if not out and not len(cifar):
-    raise ValueError(f"no content images: no photograph reaches the {crop}px "
-                     "crop at the given scales and no CIFAR-10 images.")
-  return ContentPool(out, cifar)
-
-
-def sample_batch(pool: ContentPool, rng: np.random.Generator, batch: int,
-                 crop: int, cifar_fraction: float) -> np.ndarray:
-  """float32 `[batch, crop, crop, 3]` in [0, 1]: random photo crops (random
-  scale, position, horizontal flip) and upsampled CIFAR-10 images."""
-  n_cifar = int(round(batch * cifar_fraction)) if len(pool.cifar) else 0
-  n_cifar = batch if not pool.photos else n_cifar
-  out = []
-  for _ in range(batch - n_cifar):
-    p = pool.photos[rng.integers(len(pool.photos))]
-    y = rng.integers(p.shape[0] - crop + 1)
-    x = rng.integers(p.shape[1] - crop + 1)
-    im = p[y:y + crop, x:x + crop]
-    out.append(im[:, ::-1] if rng.random() < 0.5 else im)
-  if n_cifar:
-    idx = rng.integers(len(pool.cifar), size=n_cifar)
-    small = jnp.asarray(pool.cifar[idx], jnp.float32) / 255.0
-    up = jnp.clip(image_lib.resize(small, (crop, crop), "linear"), 0.0, 1.0)
-    flips = rng.random(n_cifar) < 0.5
-    out += [im[:, ::-1] if f else im for im, f in zip(np.asarray(up), flips)]
-  return np.stack(out).astype(np.float32)
-
-
-def batch_styles(rng: np.random.Generator, batch: int, num_styles: int) -> np.ndarray:
-  """int32 `[batch]` style indices: shuffled cycles over the styles, so a
-  batch of `num_styles` images holds each style once."""
-  reps = -(-batch // num_styles)
-  return np.concatenate([rng.permutation(num_styles) for _ in range(reps)])[
-      :batch].astype(np.int32)
-
-
 def batch_for_step(pool, recipe: Recipe, step: int):
   """`(images [B, crop, crop, 3], style indices [B])` of step `step`: a
   function of the seed and the step only."""
   rng = np.random.default_rng((recipe.seed, step))
   x = sample_batch(pool, rng, recipe.batch, recipe.crop, recipe.cifar_fraction)
   return x, batch_styles(rng, recipe.batch, len(recipe.style_names))
-
-
-def stacked_batches(batch_fn: Callable[[int], tuple], first: int, n: int):
-  """The batches of steps `first .. first + n - 1` (`batch_fn(step)`, a tuple
-  of arrays each), stacked per position: a tuple of `[n, ...]` arrays."""
-  batches = [batch_fn(step) for step in range(first, first + n)]
-  return tuple(jnp.asarray(np.stack(parts)) for parts in zip(*batches))
 
 
 # ------------------------------------------------------------------- loss
@@ -270,9 +206,9 @@ class _ByIdentity:
 
 @functools.lru_cache(maxsize=8)
 def _cached_chunk(stylizer, model_handle, recipe):
-  # One compiled chunk per (network, loss network, recipe, chunk length) in
-  # a process: a resumed sitting, or a test's several short runs, compile
-  # once.
+  # One jitted chunk per (network, loss network, recipe) in a process (it
+  # compiles once per chunk length): a resumed sitting, or a test's several
+  # short runs, compile once.
   loss_fn = make_loss(stylizer, model_handle.obj, recipe)
   return make_chunk(loss_fn, optax.adam(recipe.learning_rate))
 
@@ -288,21 +224,19 @@ def make_chunk(loss_fn, optimizer):
   batch of 4); the params and optimizer state donated. `metrics` maps
   `"loss"` and the loss's parts to `[n]` arrays. A new `n` compiles anew."""
 
-  def one(carry, batch):
-    params, opt_state, loss_params, targets = carry
-    *inputs, active = batch
-    (total, parts), grads = jax.value_and_grad(loss_fn, has_aux=True)(
-        params, loss_params, targets, *inputs)
-    updates, new_opt = optimizer.update(grads, opt_state, params)
-    new = (optax.apply_updates(params, updates), new_opt)
-    params, opt_state = jax.tree_util.tree_map(
-        lambda a, b: jnp.where(active, a, b), new, (params, opt_state))
-    return (params, opt_state, loss_params, targets), {"loss": total, **parts}
-
   def chunk(params, opt_state, loss_params, targets, images, styles, active):
-    (params, opt_state, _, _), metrics = jax.lax.scan(
-        one, (params, opt_state, loss_params, targets),
-        (images, styles, active), unroll=True)
+    def one(state, batch):
+      params, opt_state = state
+      *inputs, on = batch
+      (total, parts), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+          params, loss_params, targets, *inputs)
+      updates, new_opt = optimizer.update(grads, opt_state, params)
+      new = (optax.apply_updates(params, updates), new_opt)
+      state = jax.tree_util.tree_map(lambda a, b: jnp.where(on, a, b), new, state)
+      return state, {"loss": total, **parts}
+
+    (params, opt_state), metrics = jax.lax.scan(
+        one, (params, opt_state), (images, styles, active), unroll=True)
     return params, opt_state, metrics
 
   return jax.jit(chunk, donate_argnums=(0, 1))
