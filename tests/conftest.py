@@ -7,6 +7,15 @@ import tempfile
 
 import pytest
 
+# Most of this suite's time is XLA:CPU compiling small computations, and most
+# of that is LLVM optimizing XLA's own loop kernels (convolutions and matrix
+# products are library calls either way). Tests compile them at -O0: the
+# smoke gallery ran in 44 s instead of 54 s. Values are the same IEEE
+# arithmetic (XLA:CPU does not enable fast math); a user's own setting wins.
+if "xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", ""):
+  os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "")
+                             + " --xla_backend_optimization_level=0").strip()
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CIFAR_TAR = os.path.join(ROOT, "..", "shared", "data", "cifar10-jpeg.tar")
 SHARED_IMAGES = os.path.join(ROOT, "..", "shared", "data", "images")

@@ -48,12 +48,14 @@ def read_png(path, size):
   return pixels
 
 
-def grid_size(ncols, nrows, cell=2.0, aspect=1.0):
+def grid_size(ncols, nrows, cell=2.0, aspect=1.0, title_lines=1):
   """Pixel size `(W, H)` of a `viz.save_grid` figure: `cell` inches per
   image's width at 100 dpi, `aspect` (the images' median height / width)
-  times that per row, plus 0.4 inch for the titles (matplotlib floors)."""
+  times that per row, 0.15 inch per row for each title line beyond the
+  first, plus 0.4 inch for the titles (matplotlib floors)."""
   return (int(100 * cell * ncols + 1e-6),
-          int(100 * (cell * aspect * nrows + 0.4) + 1e-6))
+          int(100 * ((cell * aspect + 0.15 * (title_lines - 1)) * nrows + 0.4)
+              + 1e-6))
 
 
 def test_grid_rows_follow_the_images_aspect(tmp_path):
@@ -63,6 +65,10 @@ def test_grid_rows_follow_the_images_aspect(tmp_path):
   read_png(tmp_path / "wide.png", grid_size(3, 1, aspect=0.5))
   viz.save_grid(str(tmp_path / "square.png"), [wide[:, :32]] * 4, ncols=2)
   read_png(tmp_path / "square.png", grid_size(2, 2))
+  # Two-line titles (the gallery's "class p / (true class)") get their line.
+  viz.save_grid(str(tmp_path / "two.png"), [wide[:, :32]] * 4, ncols=2,
+                titles=["a\n(b)", "c", "d\n(e)", "f"])
+  read_png(tmp_path / "two.png", grid_size(2, 2, title_lines=2))
 
 
 def test_every_launcher_has_a_config_and_run():

@@ -19,6 +19,7 @@ import jax
 import numpy as np
 import pytest
 
+from conftest import tiny_model
 from test_launchers import grid_size, read_png
 from cnnviz_jax.synthesis import sweep_engine
 from experiments import sweep
@@ -112,7 +113,8 @@ def test_two_processes_write_the_table_of_one(tmp_path):
     assert (m["num_processes"], m["num_devices"]) == (1, devices)
     assert s == settings, name
     np.testing.assert_allclose(l, losses, rtol=RTOL, atol=ATOL, err_msg=name)
-  read_png(tmp_path / "two" / "sheet.png", grid_size(2, 9))
+  read_png(tmp_path / "two" / "sheet.png",
+           grid_size(2, 9, title_lines=_title_lines(two)))
 
 
 def test_a_dead_process_stops_the_other(tmp_path):
@@ -163,7 +165,15 @@ def _check_smoke(config, workdir):
   ncols = len(axes[-1][1])
   h, w = m["image_hw"]
   read_png(workdir / "sheet.png",
-           grid_size(ncols, m["num_points"] // ncols, aspect=h / w))
+           grid_size(ncols, m["num_points"] // ncols, aspect=h / w,
+                     title_lines=_title_lines(m)))
+
+
+def _title_lines(metrics) -> int:
+  """Lines of the sheet's longest thumbnail title (`sweep.label`)."""
+  names = tiny_model().class_names
+  return max(1 + sweep.label({k: v for k, v in p.items() if k != "final_loss"},
+                             names).count("\n") for p in metrics["points"])
 
 
 @pytest.mark.parametrize("arg", ["style_transfer,smoke", "deepdream,smoke"])

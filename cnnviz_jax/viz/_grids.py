@@ -32,6 +32,9 @@ def save_image(path: str, image) -> None:
   atomic_write(path, lambda tmp: im.save(tmp, format="PNG"))
 
 
+TITLE_LINE = 0.15  # inches: one line of an 8-point title, with its leading
+
+
 def save_grid(path: str, images: Sequence, *, titles: Optional[Sequence[str]] = None,
               row_titles: Optional[Sequence[str]] = None, ncols: Optional[int] = None,
               cmap: str = "viridis", size: float = 2.0, suptitle: str = "") -> None:
@@ -45,15 +48,19 @@ def save_grid(path: str, images: Sequence, *, titles: Optional[Sequence[str]] = 
     row_titles: one label per row (left side).
     ncols: columns (default: all images in one row, at most 8).
     size: inches per cell's width; its height follows the images' median
-      aspect ratio (landscape photographs get no empty bands).
+      aspect ratio (landscape photographs get no empty bands), plus
+      `TITLE_LINE` inches per title line beyond the first (two-line titles
+      do not run into the row above).
   """
   n = len(images)
   ncols = ncols or min(n, 8)
   nrows = -(-n // ncols)
   aspect = float(np.median([np.shape(im)[0] / max(1, np.shape(im)[1])
                             for im in images])) if n else 1.0
-  fig, axes = plt.subplots(nrows, ncols, squeeze=False,
-                           figsize=(size * ncols, size * aspect * nrows + 0.4))
+  extra_lines = max((str(t).count("\n") for t in titles), default=0) if titles else 0
+  fig, axes = plt.subplots(
+      nrows, ncols, squeeze=False,
+      figsize=(size * ncols, (size * aspect + TITLE_LINE * extra_lines) * nrows + 0.4))
   for i, ax in enumerate(axes.flat):
     ax.set_xticks([]), ax.set_yticks([])
     for s in ax.spines.values():
