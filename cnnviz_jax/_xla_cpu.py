@@ -1,6 +1,6 @@
 """The two CPU runtime settings the library makes at import: one XLA:CPU
 option (`configure`, before JAX starts its backend) and glibc's malloc
-thresholds (`configure_malloc`).
+settings (`configure_malloc`).
 
 XLA:CPU in jax 0.10.2 hands convolutions and matrix products to YNNPACK.
 YNNPACK's matrix products are the fastest here, but its convolutions were not:
@@ -35,10 +35,24 @@ ms on the same array passed in; with the thresholds below, 10.5-12 ms
 (median of 21, the 2-core EPYC, glibc 2.36). `configure_malloc` sets
 `M_MMAP_THRESHOLD` and `M_TRIM_THRESHOLD` to 1 GiB: blocks below 1 GiB come
 from the heap and freed memory stays there for the next call, as PyTorch's
-CPU caching does; the process keeps up to its peak working set mapped. A
-user who sets `MALLOC_MMAP_THRESHOLD_` or `MALLOC_TRIM_THRESHOLD_` (glibc's
-own variables) or `CNNVIZ_JAX_KEEP_MALLOC=1` keeps glibc's behaviour; other
-C libraries are left alone.
+CPU caching does; the process keeps up to its peak working set mapped.
+
+The thresholds cover the main arena only: glibc gives other threads (XLA's
+workers) arenas of their own, in heaps of at most 64 MB, and there the
+32 MB activations of the CIFAR VGG at batch 128 were still faulted in anew
+on stretches of calls: its first convolution (128x32x32x3 -> 64) took 12.2
+ms with 6,146 page faults a call instead of 4.4 ms with none, in a process
+that had also run PyTorch (`MALLOC_ARENA_MAX=8` vs `=1`, 40 calls, median).
+So `configure_malloc` also keeps one arena (`M_ARENA_MAX` 1; XLA's threads
+allocate few, large blocks, so the shared lock costs nothing measurable):
+the CIFAR VGG's training step at batch 128 went from 354 to 321 ms
+(`python experiments/benchmark.py train --repeats=5`, PyTorch beside it
+263 and 267 ms).
+
+A user who sets `MALLOC_MMAP_THRESHOLD_` or `MALLOC_TRIM_THRESHOLD_` (glibc's
+own variables) or `CNNVIZ_JAX_KEEP_MALLOC=1` keeps glibc's behaviour, and
+one who sets `MALLOC_ARENA_MAX` keeps those arenas; other C libraries are
+left alone.
 """
 
 import ctypes
@@ -76,18 +90,20 @@ def configure() -> bool:
 
 
 MALLOC_THRESHOLD = 1 << 30  # bytes, for both thresholds
-_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameters
+# glibc's mallopt parameters.
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD, _M_ARENA_MAX = -1, -3, -8
 _OWN_SETTINGS = ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_",
                  "CNNVIZ_JAX_KEEP_MALLOC")
 
 
 def configure_malloc() -> bool:
-  """Raises glibc's mmap and trim thresholds to `MALLOC_THRESHOLD` (see the
-  module docstring), unless the user set either threshold or
-  `CNNVIZ_JAX_KEEP_MALLOC`, or the C library is not glibc.
+  """Raises glibc's mmap and trim thresholds to `MALLOC_THRESHOLD` and keeps
+  one malloc arena (see the module docstring), unless the user set either
+  threshold or `CNNVIZ_JAX_KEEP_MALLOC`, or the C library is not glibc; a
+  user's `MALLOC_ARENA_MAX` keeps its arenas.
 
   Returns:
-    Whether both thresholds were set.
+    Whether the settings were made.
   """
   if not sys.platform.startswith("linux") or any(
       os.environ.get(k) for k in _OWN_SETTINGS):
@@ -99,5 +115,8 @@ def configure_malloc() -> bool:
   except (OSError, AttributeError):
     return False
   mallopt.argtypes, mallopt.restype = (ctypes.c_int, ctypes.c_int), ctypes.c_int
-  return bool(mallopt(_M_MMAP_THRESHOLD, MALLOC_THRESHOLD) and
+  done = bool(mallopt(_M_MMAP_THRESHOLD, MALLOC_THRESHOLD) and
               mallopt(_M_TRIM_THRESHOLD, MALLOC_THRESHOLD))
+  if done and not os.environ.get("MALLOC_ARENA_MAX"):
+    done = bool(mallopt(_M_ARENA_MAX, 1))
+  return done

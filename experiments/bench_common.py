@@ -50,13 +50,17 @@ def median_time(fn: Callable[[], object], repeats: int, warmup: int = 1) -> floa
   return statistics.median(times)
 
 
-# Calls shorter than this get one untimed call right before each timed one.
-# PyTorch's OpenMP threads keep spinning for a while after an operator ends:
-# a 10.9 ms JAX convolution (4x64x64x128, 3x3) took 18.4 ms when timed right
-# after a PyTorch call on these 2 cores, and PyTorch's own call is fastest
-# while its threads are still spinning. With a settling call, each side is
-# timed in the steady state it reaches when run alone.
+# Calls shorter than this get untimed calls right before each timed one,
+# for at least SETTLE_S: PyTorch's OpenMP threads keep spinning for a few
+# milliseconds after an operator ends (libgomp's default spin count), on the
+# same 2 cores. A 4.3 ms JAX convolution (128x32x32x3 -> 64, 3x3) took 7.9
+# ms timed right after a PyTorch call, 5.3 ms after one settling call, 4.5 ms
+# after two (`/tmp`-style loop, median of 11); a 10.9 ms one took 18.4 ms
+# right after. PyTorch's own call is fastest while its threads still spin.
+# With settling, each side is timed in the steady state it reaches when run
+# alone, as in a loop.
 SETTLE_BELOW_S = 1.0
+SETTLE_S = 0.02
 
 
 def paired_times(fns: dict[str, Callable[[], object]], repeats: int,
@@ -65,7 +69,8 @@ def paired_times(fns: dict[str, Callable[[], object]], repeats: int,
   turn, repeat by repeat, so that load from other jobs on a shared machine
   falls on all of them alike; `warmup` untimed rounds first (compilation).
   A function whose last warm-up call took under `SETTLE_BELOW_S` is called
-  once more, untimed, right before each timed call (see above)."""
+  untimed right before each timed call, at least once and for at least
+  `SETTLE_S` (see above)."""
   short = {name: True for name in fns}
   for _ in range(warmup):
     for name, fn in fns.items():
@@ -76,7 +81,10 @@ def paired_times(fns: dict[str, Callable[[], object]], repeats: int,
   for _ in range(repeats):
     for name, fn in fns.items():
       if short[name]:
+        start = time.perf_counter()
         _sync(fn())
+        while time.perf_counter() - start < SETTLE_S:
+          _sync(fn())
       t = time.perf_counter()
       _sync(fn())
       times[name].append(time.perf_counter() - t)

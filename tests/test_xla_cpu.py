@@ -102,3 +102,36 @@ def test_import_keeps_large_freed_blocks_mapped():
   assert configured and released < 16  # MB handed back: none to speak of
   configured, released = _malloc_probe(CNNVIZ_JAX_KEEP_MALLOC="1")
   assert not configured and released > 200  # glibc unmaps the block
+
+
+# One malloc arena: a thread's allocations come from the main arena (glibc
+# otherwise gives threads arenas of their own, where XLA's large temporaries
+# were page-faulted anew on many calls; see `_xla_cpu`). `malloc_stats`
+# prints one "Arena i:" block per arena.
+_ARENA_PROBE = """
+import ctypes, threading
+import cnnviz_jax
+libc = ctypes.CDLL(None)
+libc.malloc.restype, libc.malloc.argtypes = ctypes.c_void_p, (ctypes.c_size_t,)
+t = threading.Thread(target=lambda: libc.malloc(1 << 20))
+t.start(); t.join()
+libc.malloc_stats()
+"""
+
+
+def _arenas(**env_extra) -> int:
+  env = {k: v for k, v in os.environ.items()
+         if k not in ("MALLOC_ARENA_MAX", "CNNVIZ_JAX_KEEP_MALLOC")}
+  env.update(JAX_PLATFORMS="cpu", **env_extra)
+  out = subprocess.run([sys.executable, "-c", _ARENA_PROBE], env=env,
+                       capture_output=True, text=True, timeout=120, check=True)
+  return sum(line.startswith("Arena ") for line in out.stderr.splitlines())
+
+
+def test_import_keeps_one_malloc_arena():
+  if not sys.platform.startswith("linux"):
+    import pytest
+    pytest.skip("glibc's malloc arenas: Linux only")
+  assert _arenas() == 1
+  assert _arenas(MALLOC_ARENA_MAX="8") == 2        # the user's setting wins
+  assert _arenas(CNNVIZ_JAX_KEEP_MALLOC="1") == 2  # opted out: glibc's own
