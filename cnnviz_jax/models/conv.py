@@ -14,10 +14,11 @@ time, the formulation measured fastest on this machine's CPU (2-core AMD
 EPYC, AVX-512; `experiments/bench_conv.py`) where it is not XLA's own:
 
 - weight gradient: one GEMM per kernel row over the row's taps concatenated
-  (`"rows"`, 3x3 layers on RGB), one GEMM per kernel tap over a shifted view
-  of the padded input (`"shift"`, 3x3 stride 2), XLA's formulation on
-  explicitly transposed operands (`"transposed"`, large kernels on RGB);
-  im2col by concatenation plus one GEMM (`"im2col"`) was measured and lost;
+  (`"rows"`, 3x3 stride 2 for up to 4 images), XLA's formulation on
+  explicitly transposed operands (`"transposed"`, 3x3 on RGB from 64x64
+  maps); one GEMM per tap over a shifted view of the padded input
+  (`"shift"`) and im2col plus one GEMM (`"im2col"`) are kept for
+  measurement;
 - input gradient: one GEMM plus col2im (`"col2im"`) for 3x3 layers on RGB
   (the saliency gradient); for stride s > 1 on large maps the s*s output
   phases as stride-1 convolutions of the output gradient with the matching

@@ -307,7 +307,7 @@ def plan(x_shape, kernel_shape, stride: IntPair = 1,
                                    x_shape[0] * ho * wo),
           "input_grad": _input_grad_rule(c, kh * kw, strided, ho * wo),
           "weight_grad": _weight_grad_rule(c, kh * kw, strided, x_shape[0],
-                                           x_shape[0] * ho * wo)}
+                                           ho * wo)}
 
 
 # The rules below come from timings of every formulation of each pass,
@@ -353,23 +353,27 @@ def _input_grad_rule(c: int, taps: int, strided: bool,
 
 
 def _weight_grad_rule(c: int, taps: int, strided: bool, batch: int,
-                      batch_pixels: int) -> str:
+                      out_pixels: int) -> str:
+  # Remeasured in the fifth session, after `configure_malloc` kept one malloc
+  # arena (page faults had inflated the earlier timings of the formulations
+  # with large temporaries); round robin, median of 9, ms.
   if c < 4:
-    # 3x3 from RGB, a GEMM per kernel row (`_rows_weight_grad`): VGG16
-    # conv1_1 17.9 -> 9.1, CIFAR VGG conv1_1 31.6 -> 12.3. Large kernels
-    # from RGB on XLA's formulation with transposed operands: 9x9 3->32 at
-    # 264 batch 4 34.2 -> 21.9 (batch 1 even). AlexNet's 11x11 stride 4:
-    # XLA's own (3.4 vs 5.5).
-    if taps <= 9:
-      return "rows"
-    return "xla" if strided else "transposed"
+    # 3x3 from RGB on XLA's formulation with transposed operands, on maps
+    # from 64x64: VGG16 conv1_1 at 224 batch 4 7.84 -> 6.80 (the per-row
+    # GEMMs, chosen before, 11.6), batch 1 3.07 -> 0.90, batch 16 at 64x64
+    # 3.62 -> 3.42; XLA's own on the CIFAR VGG's 32x32 (batch 128: 4.99 vs
+    # 5.72). Large kernels from RGB: XLA's own (9x9 3->32 at 264 batch 4
+    # 15.7 vs 18.2, batch 1 4.48 vs 4.11), as AlexNet's 11x11 stride 4.
+    if taps <= 9 and not strided:
+      return "transposed" if out_pixels >= 64 * 64 else "xla"
+    return "xla"
   if strided:
-    # 3x3 stride 2, a GEMM per tap (`_shift_weight_grad`), for one image or
-    # few output pixels: batch 1 32->64 at 258 11.9 -> 4.4, 64->128 at 130
-    # 6.3 -> 2.8; batch 4 16->32 at 82 1.04 -> 0.67. Not for batches of
-    # larger maps (batch 4: 32->64 at 258 33.0 vs 39.1, 64->128 at 130 15.1
-    # vs 22.3).
-    return "shift" if batch == 1 or batch_pixels < 100 * 100 else "xla"
+    # 3x3 stride 2, a GEMM per kernel row (`_rows_weight_grad`), for up to
+    # 4 images: Johnson's 32->64 at 256 batch 4 22.8 -> 19.5, batch 1 19.8
+    # -> 7.05 (a GEMM per tap 8.39); 64->128 at 128 batch 1 9.61 -> 4.16,
+    # batch 4 15.0 -> 14.5. XLA's own for larger batches (batch 8 32->64
+    # at 128 10.9 vs 14.1, batch 16 64->128 at 64 13.2 vs 17.1).
+    return "rows" if batch <= 4 else "xla"
   # Stride 1 from many channels: XLA's own won on every layer measured
   # (VGG16 conv1_2 80.8 vs "transposed" 133 and "shift" 218; CIFAR VGG at
   # batch 256 16x16 128->128 71.3 vs 123 and 144).
