@@ -53,10 +53,9 @@ def median_time(fn: Callable[[], object], repeats: int, warmup: int = 1) -> floa
 # Calls shorter than this get untimed calls right before each timed one,
 # for at least SETTLE_S: PyTorch's OpenMP threads keep spinning for a few
 # milliseconds after an operator ends (libgomp's default spin count), on the
-# same 2 cores. A 4.3 ms JAX convolution (128x32x32x3 -> 64, 3x3) took 7.9
-# ms timed right after a PyTorch call, 5.3 ms after one settling call, 4.5 ms
-# after two (`/tmp`-style loop, median of 11); a 10.9 ms one took 18.4 ms
-# right after. PyTorch's own call is fastest while its threads still spin.
+# same 2 cores. A 4.0 ms JAX convolution (128x32x32x3 -> 64, 3x3) took
+# 7.0-7.6 ms timed right after a PyTorch call, 5.5-6.0 ms after one settling
+# call, 4.0-4.4 ms from the third on (median of 11). PyTorch's own call is fastest while its threads still spin.
 # With settling, each side is timed in the steady state it reaches when run
 # alone, as in a loop.
 SETTLE_BELOW_S = 1.0
