@@ -55,9 +55,9 @@ def median_time(fn: Callable[[], object], repeats: int, warmup: int = 1) -> floa
 # milliseconds after an operator ends (libgomp's default spin count), on the
 # same 2 cores. A 4.0 ms JAX convolution (128x32x32x3 -> 64, 3x3) took
 # 7.0-7.6 ms timed right after a PyTorch call, 5.5-6.0 ms after one settling
-# call, 4.0-4.4 ms from the third on (median of 11). PyTorch's own call is fastest while its threads still spin.
-# With settling, each side is timed in the steady state it reaches when run
-# alone, as in a loop.
+# call, 4.0-4.4 ms from the third on (median of 11). PyTorch's own call is
+# fastest while its threads still spin. With settling, each side is timed in
+# the steady state it reaches when run alone, as in a loop.
 SETTLE_BELOW_S = 1.0
 SETTLE_S = 0.02
 
