@@ -44,7 +44,7 @@ on stretches of calls: its first convolution (128x32x32x3 -> 64) took 12.2
 ms with 6,146 page faults a call instead of 4.4 ms with none, in a process
 that had also run PyTorch (`MALLOC_ARENA_MAX=8` vs `=1`, 40 calls, median).
 So `configure_malloc` also keeps one arena (`M_ARENA_MAX` 1; XLA's threads
-allocate few, large blocks, so the shared lock costs nothing measurable):
+allocate few, large blocks, so the shared lock is rarely contended):
 the CIFAR VGG's training step at batch 128 went from 354 to 321 ms
 (`python experiments/benchmark.py train --repeats=5`, PyTorch beside it
 263 and 267 ms).
