@@ -41,7 +41,7 @@ The thresholds cover the main arena only: glibc gives other threads (XLA's
 workers) arenas of their own, in heaps of at most 64 MB, and there the
 32 MB activations of the CIFAR VGG at batch 128 were still faulted in anew
 on stretches of calls: its first convolution (128x32x32x3 -> 64) took 12.2
-ms with 6,146 page faults a call instead of 4.4 ms with none, in a process
+ms with 6,146 page faults a call instead of 4.4 ms with 0-205, in a process
 that had also run PyTorch (`MALLOC_ARENA_MAX=8` vs `=1`, 40 calls, median).
 So `configure_malloc` also keeps one arena (`M_ARENA_MAX` 1; XLA's threads
 allocate few, large blocks, so the shared lock is rarely contended):
