@@ -114,7 +114,7 @@ def test_two_processes_write_the_table_of_one(tmp_path):
     assert s == settings, name
     np.testing.assert_allclose(l, losses, rtol=RTOL, atol=ATOL, err_msg=name)
   read_png(tmp_path / "two" / "sheet.png",
-           grid_size(2, 9, title_lines=_title_lines(two)))
+           grid_size(2, 9, title_lines=_title_lines(settings)))
 
 
 def test_a_dead_process_stops_the_other(tmp_path):
@@ -166,14 +166,14 @@ def _check_smoke(config, workdir):
   h, w = m["image_hw"]
   read_png(workdir / "sheet.png",
            grid_size(ncols, m["num_points"] // ncols, aspect=h / w,
-                     title_lines=_title_lines(m)))
+                     title_lines=_title_lines(_table(workdir)[1])))
 
 
-def _title_lines(metrics) -> int:
-  """Lines of the sheet's longest thumbnail title (`sweep.label`)."""
+def _title_lines(settings) -> int:
+  """Lines of the sheet's longest thumbnail title (`sweep.label`) over the
+  points' settings (`_table`)."""
   names = tiny_model().class_names
-  return max(1 + sweep.label({k: v for k, v in p.items() if k != "final_loss"},
-                             names).count("\n") for p in metrics["points"])
+  return max(1 + sweep.label(p, names).count("\n") for p in settings)
 
 
 @pytest.mark.parametrize("arg", ["style_transfer,smoke", "deepdream,smoke"])
