@@ -119,6 +119,25 @@ class Conv2dTest(chex.TestCase, parameterized.TestCase):
       for g, r in zip((y,) + vjp(y0), (y0,) + vjp0(y0)):
         _assert_close(self, g, r, str(methods))
 
+  def test_stride_one_rectangular_kernels(self):
+    # Even and one-wide kernels: "tiles" windows that do not fill whole
+    # column tiles, "split" sub-kernels that overhang.
+    for kh, kw, pads in ((1, 1, ((0, 0), (0, 0))), (3, 2, ((2, 0), (1, 3))),
+                         (2, 5, ((0, 1), (0, 0))), (5, 6, ((1, 1), (2, 2)))):
+      x, kernel, _ = _inputs(max(kh, kw), 2, 10, 13, 3, 4, seed=kh * 7 + kw)
+      kernel = kernel[:kh, :kw]
+
+      def ref(x, k_, pads=pads):
+        return lax.conv_general_dilated(x, k_, (1, 1), pads, dimension_numbers=(
+            "NHWC", "HWIO", "NHWC"))
+      for methods in _one_at_a_time():
+        conv = lambda x, k_, m=methods, pads=pads: C.conv2d(
+            x, k_, padding=pads, _methods=m)
+        y, vjp = jax.vjp(conv, x, kernel)
+        y0, vjp0 = jax.vjp(ref, x, kernel)
+        for g, r in zip((y,) + vjp(y0), (y0,) + vjp0(y0)):
+          _assert_close(self, g, r, str((kh, kw, methods)))
+
   @chex.variants(with_jit=True, without_jit=True)
   def test_vmap(self):
     # Sweeps vmap the whole model: over images, and over kernels too.
@@ -163,7 +182,7 @@ class Conv2dTest(chex.TestCase, parameterized.TestCase):
   def test_plan_for_the_style_network(self):
     # The formulations the stylizer's layers rely on (reflection padding,
     # then unpadded convolutions) at 256x256.
-    cases = (((1, 264, 264, 3), (9, 9, 3, 16), 1, "xla"),
+    cases = (((1, 264, 264, 3), (9, 9, 3, 16), 1, "tiles"),
              ((1, 264, 264, 16), (9, 9, 16, 3), 1, "split"),
              ((1, 258, 258, 32), (3, 3, 32, 16), 1, "crop"),
              ((1, 258, 258, 16), (3, 3, 16, 32), 2, "xla"),
@@ -171,7 +190,7 @@ class Conv2dTest(chex.TestCase, parameterized.TestCase):
              ((4, 66, 66, 64), (3, 3, 64, 64), 1, "xla"))  # a training batch
     for x_shape, k_shape, s, want in cases:
       self.assertEqual(C.plan(x_shape, k_shape, s, 0)["forward"], want,
-                       (x_shape, k_shape, s))
+                       str((x_shape, k_shape, s)))
 
 
 class ConvModuleTest(parameterized.TestCase):
