@@ -138,6 +138,34 @@ class Conv2dTest(chex.TestCase, parameterized.TestCase):
         for g, r in zip((y,) + vjp(y0), (y0,) + vjp0(y0)):
           _assert_close(self, g, r, str((kh, kw, methods)))
 
+  def test_winograd_paddings_and_odd_sizes(self):
+    # Every padding up to 3 per side (the input gradient takes Winograd's
+    # path up to 2), odd and even sizes, sizes below one 2x2 block.
+    for h, w, pads in ((7, 9, ((1, 1), (1, 1))), (6, 5, ((0, 0), (2, 0))),
+                       (4, 3, ((2, 2), (0, 1))), (5, 8, ((3, 1), (1, 3))),
+                       (3, 3, ((0, 0), (0, 0)))):
+      x, kernel, _ = _inputs(3, 2, h, w, 5, 6, seed=h * 10 + w)
+      ref = lambda x, k_, pads=pads: lax.conv_general_dilated(
+          x, k_, (1, 1), pads, dimension_numbers=("NHWC", "HWIO", "NHWC"))
+      conv = lambda x, k_, pads=pads: C.conv2d(
+          x, k_, padding=pads, _methods=("winograd", "winograd", "xla"))
+      y, vjp = jax.vjp(conv, x, kernel)
+      y0, vjp0 = jax.vjp(ref, x, kernel)
+      for name, g, r in zip(("y", "dx", "dk"), (y,) + vjp(y0), (y0,) + vjp0(y0)):
+        _assert_close(self, g, r, f"{name} {(h, w, pads)}")
+
+  def test_plan_picks_winograd_for_deep_layers(self):
+    for x_shape, k_shape, want in (
+        ((4, 56, 56, 256), (3, 3, 256, 256), "winograd"),
+        ((128, 8, 8, 256), (3, 3, 256, 384), "winograd"),
+        ((16, 224, 224, 64), (3, 3, 64, 64), "xla"),   # memory-bound there
+        ((4, 56, 56, 256), (5, 5, 256, 256), "xla")):
+      plan = C.plan(x_shape, k_shape, 1, k_shape[0] // 2)
+      self.assertEqual((plan["forward"], plan["input_grad"]), (want, want),
+                       str((x_shape, k_shape)))
+    self.assertEqual(C.plan((4, 56, 56, 256), (3, 3, 256, 256), 2, 1)["forward"],
+                     "xla")
+
   @chex.variants(with_jit=True, without_jit=True)
   def test_vmap(self):
     # Sweeps vmap the whole model: over images, and over kernels too.
@@ -186,8 +214,10 @@ class Conv2dTest(chex.TestCase, parameterized.TestCase):
              ((1, 264, 264, 16), (9, 9, 16, 3), 1, "split"),
              ((1, 258, 258, 32), (3, 3, 32, 16), 1, "crop"),
              ((1, 258, 258, 16), (3, 3, 16, 32), 2, "xla"),
-             ((1, 66, 66, 64), (3, 3, 64, 64), 1, "xla"),
-             ((4, 66, 66, 64), (3, 3, 64, 64), 1, "xla"))  # a training batch
+             ((1, 66, 66, 64), (3, 3, 64, 64), 1, "winograd"),
+             ((4, 66, 66, 64), (3, 3, 64, 64), 1, "winograd"),  # a training batch
+             ((1, 258, 258, 64), (3, 3, 64, 64), 1, "winograd"),  # at 1024x1024
+             ((4, 226, 226, 64), (3, 3, 64, 64), 1, "xla"))  # VGG16 conv1_2
     for x_shape, k_shape, s, want in cases:
       self.assertEqual(C.plan(x_shape, k_shape, s, 0)["forward"], want,
                        str((x_shape, k_shape, s)))

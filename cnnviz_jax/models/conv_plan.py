@@ -9,6 +9,8 @@ import jax
 from jax import lax
 import jax.numpy as jnp
 
+from cnnviz_jax.models import winograd
+
 Array = jax.Array
 IntPair = Union[int, Sequence[int]]
 Padding = Union[int, Sequence[int], Sequence[Sequence[int]]]
@@ -188,9 +190,18 @@ def _tiles_forward(x, kernel, *, stride, pads):
   return y.reshape(n, ho, nt * t, o)[:, :, :wo]
 
 
+def _winograd_forward(x, kernel, *, stride, pads):
+  """A stride-1 3x3 convolution by Winograd's F(2x2, 3x3) (`winograd`);
+  others XLA's own."""
+  if max(stride) > 1 or kernel.shape[:2] != (3, 3):
+    return _xla_forward(x, kernel, stride=stride, pads=pads)
+  return winograd.conv3x3(x, kernel, pads)
+
+
 FORWARD: dict[str, Callable] = {"xla": _xla_forward, "pad4": _pad4_forward,
                                 "crop": _crop_forward, "split": _split_forward,
-                                "s2d": _s2d_forward, "tiles": _tiles_forward}
+                                "s2d": _s2d_forward, "tiles": _tiles_forward,
+                                "winograd": _winograd_forward}
 
 
 def _forward_by_rule(x, kernel):
@@ -256,9 +267,22 @@ def _col2im_input_grad(kernel, g, *, x_shape, stride, pads):
   return dx[:, pt:pt + h, pl:pl + w]
 
 
+def _winograd_input_grad(kernel, g, *, x_shape, stride, pads):
+  """The input gradient of a stride-1 3x3 convolution with padding <= 2: the
+  full correlation of g with the flipped, transposed kernel, by Winograd's
+  F(2x2, 3x3); others XLA's own."""
+  (pt, pb), (pl, pr) = pads
+  if max(stride) > 1 or kernel.shape[:2] != (3, 3) or max(pt, pb, pl, pr) > 2:
+    return _xla_input_grad(kernel, g, x_shape=x_shape, stride=stride, pads=pads)
+  # Stride 1: g's Ho = H + pt + pb - 2 rows come back to H.
+  return winograd.conv3x3(g, kernel, ((2 - pt, 2 - pb), (2 - pl, 2 - pr)),
+                          transposed=True)
+
+
 INPUT_GRAD: dict[str, Callable] = {"xla": _xla_input_grad,
                                    "phase": _phase_input_grad,
-                                   "col2im": _col2im_input_grad}
+                                   "col2im": _col2im_input_grad,
+                                   "winograd": _winograd_input_grad}
 
 
 def _xla_weight_grad(x, g, *, kernel_shape, stride, pads):
@@ -345,7 +369,8 @@ def plan(x_shape, kernel_shape, stride: IntPair = 1,
   strided = max(stride) > 1
   return {"forward": _forward_rule(c, kernel_shape, stride, pads,
                                    x_shape[0] * ho * wo),
-          "input_grad": _input_grad_rule(c, kh * kw, strided, ho * wo),
+          "input_grad": _input_grad_rule(c, kernel_shape, stride, pads,
+                                         ho * wo, x_shape[0]),
           "weight_grad": _weight_grad_rule(c, kh * kw, strided, x_shape[0],
                                            ho * wo)}
 
@@ -377,14 +402,39 @@ def _forward_rule(c: int, kernel_shape, stride, pads, batch_pixels: int) -> str:
   if (max(stride) == 1 and kh * kw > 1 and c >= 4 and o <= 16
       and batch_pixels >= 256 * 256 and min(p for pair in pads for p in pair) < 1):
     return "crop"
+  if _winograd_rule(c, kernel_shape, stride, batch_pixels):
+    return "winograd"
   # "pad4" (RGB padded to 4 channels) and "s2d" (space-to-depth for stride
   # 2) lost everywhere: 9x9 3->32 at 264 4.2 vs 5.3, 3x3 stride 2 32->64 at
   # 258 3.2 vs 5.6.
   return "xla"
 
 
-def _input_grad_rule(c: int, taps: int, strided: bool,
-                     out_pixels: int) -> str:
+def _winograd_rule(c: int, kernel_shape, stride, batch_pixels: int) -> bool:
+  # Winograd's F(2x2, 3x3) (`winograd.py`) for stride-1 3x3 layers with
+  # many channels; measured forward / input gradient, XLA's own -> this:
+  # VGG16 at 224 batch 4 conv2_2 40.2 -> 34.4 / 40.2 -> 33.7, conv3_2 35.2
+  # -> 21.6 / 35.8 -> 24.5, conv4_2 35.0 -> 18.5 / 37.5 -> 18.8, conv5_1
+  # 8.5 -> 5.8 / 11.3 -> 5.9 (batch 16 up to 2.1x); the CIFAR VGG at batch
+  # 128 conv2_2 26.0 -> 21.3 / 25.9 -> 21.6, conv3_2 23.2 -> 14.2 / 23.6 ->
+  # 17.7; the stylizer's 64->64 residual layer at 256x256 14.9 -> 11.7 /
+  # 14.8 -> 11.8. Its transforms are passes over 4x the maps, so with 64
+  # channels only up to 64K output pixels (VGG16 conv1_2 at batch 4, 200K:
+  # level; batch 16: 171 vs 268); from 32 channels level or behind.
+  kh, kw, _, o = kernel_shape
+  if (kh, kw) != (3, 3) or max(stride) > 1:
+    return False
+  m = min(c, o)
+  return m >= 128 or (m >= 64 and batch_pixels <= 64 * 1024)
+
+
+def _input_grad_rule(c: int, kernel_shape, stride, pads, out_pixels: int,
+                     batch: int) -> str:
+  kh, kw = kernel_shape[:2]
+  taps, strided = kh * kw, max(stride) > 1
+  if (_winograd_rule(c, kernel_shape, stride, batch * out_pixels)
+      and max(p for pair in pads for p in pair) <= 2):
+    return "winograd"
   if strided:
     # 3x3 stride 2 per output phase (`_phase_input_grad`) on maps with 64x64
     # outputs and up: 32->64 at 258 4.0 -> 2.8, 64->128 at 130 3.0 -> 2.2
