@@ -161,8 +161,8 @@ class Conv2dTest(chex.TestCase, parameterized.TestCase):
         ((16, 224, 224, 64), (3, 3, 64, 64), "xla"),   # memory-bound there
         ((4, 56, 56, 256), (5, 5, 256, 256), "xla")):
       plan = C.plan(x_shape, k_shape, 1, k_shape[0] // 2)
-      self.assertEqual((plan["forward"], plan["input_grad"]), (want, want),
-                       str((x_shape, k_shape)))
+      self.assertEqual((plan["forward"], plan["input_grad"], plan["weight_grad"]),
+                       (want,) * 3, str((x_shape, k_shape)))
     self.assertEqual(C.plan((4, 56, 56, 256), (3, 3, 256, 256), 2, 1)["forward"],
                      "xla")
 

@@ -340,10 +340,19 @@ def _transposed_weight_grad(x, g, *, kernel_shape, stride, pads):
   return out.transpose(1, 2, 0, 3)  # [C, kh, kw, O] -> HWIO
 
 
+def _winograd_weight_grad(x, g, *, kernel_shape, stride, pads):
+  """The kernel gradient of a stride-1 3x3 convolution by Winograd's
+  F(3x3, 2x2) (`winograd.weight_grad3x3`); others XLA's own."""
+  if max(stride) > 1 or tuple(kernel_shape[:2]) != (3, 3):
+    return _xla_weight_grad(x, g, kernel_shape=kernel_shape, stride=stride,
+                            pads=pads)
+  return winograd.weight_grad3x3(x, g, pads)
+
+
 WEIGHT_GRAD: dict[str, Callable] = {
     "xla": _xla_weight_grad, "shift": _shift_weight_grad,
     "rows": _rows_weight_grad, "im2col": _im2col_weight_grad,
-    "transposed": _transposed_weight_grad}
+    "transposed": _transposed_weight_grad, "winograd": _winograd_weight_grad}
 
 
 # --------------------------------------------------------------------------
@@ -371,8 +380,8 @@ def plan(x_shape, kernel_shape, stride: IntPair = 1,
                                    x_shape[0] * ho * wo),
           "input_grad": _input_grad_rule(c, kernel_shape, stride, pads,
                                          ho * wo, x_shape[0]),
-          "weight_grad": _weight_grad_rule(c, kh * kw, strided, x_shape[0],
-                                           ho * wo)}
+          "weight_grad": _weight_grad_rule(c, kernel_shape, stride,
+                                           x_shape[0], ho * wo)}
 
 
 # The rules below come from timings of every formulation of each pass,
@@ -447,8 +456,21 @@ def _input_grad_rule(c: int, kernel_shape, stride, pads, out_pixels: int,
   return "col2im" if c < 4 and taps <= 9 else "xla"
 
 
-def _weight_grad_rule(c: int, taps: int, strided: bool, batch: int,
+def _weight_grad_rule(c: int, kernel_shape, stride, batch: int,
                       out_pixels: int) -> str:
+  kh, kw, _, o = kernel_shape
+  taps, strided = kh * kw, max(stride) > 1
+  # Winograd's F(3x3, 2x2) (`winograd.weight_grad3x3`), XLA's own -> this,
+  # ms: VGG16 at 224 batch 4 conv2_2 46.6 -> 39.7, conv3_2 39.7 -> 27.1,
+  # conv4_2 37.2 -> 23.1, conv5_1 10.6 -> 7.7; the CIFAR VGG at batch 128
+  # conv2_1 17.8 -> 14.8, conv2_2 33.3 -> 25.7, conv3_2 26.7 -> 19.0,
+  # conv4_1 10.0 -> 7.3. 64->64 wins for one image (256x256 51.0 -> 26.4)
+  # or tiny maps (4x20x20 1.41 -> 0.95) but loses at batch 4 from 32x32
+  # (2.2 vs 2.6, 66x66 6.3 vs 6.9, VGG16 conv1_2 56.7 vs 87.7).
+  lo, hi = min(c, o), max(c, o)
+  if (kh, kw) == (3, 3) and not strided and lo >= 64 and (
+      hi >= 128 or batch == 1 or batch * out_pixels <= 2048):
+    return "winograd"
   # Remeasured in the fifth session, after `configure_malloc` kept one malloc
   # arena (page faults had inflated the earlier timings of the formulations
   # with large temporaries); round robin, median of 9, ms.
@@ -469,7 +491,7 @@ def _weight_grad_rule(c: int, taps: int, strided: bool, batch: int,
     # batch 4 15.0 -> 14.5. XLA's own for larger batches (batch 8 32->64
     # at 128 10.9 vs 14.1, batch 16 64->128 at 64 13.2 vs 17.1).
     return "rows" if batch <= 4 else "xla"
-  # Stride 1 from many channels: XLA's own won on every layer measured
-  # (VGG16 conv1_2 80.8 vs "transposed" 133 and "shift" 218; CIFAR VGG at
+  # Other stride-1 layers from many channels: XLA's own beat the GEMM
+  # formulations (VGG16 conv1_2 80.8 vs "transposed" 133 and "shift" 218; CIFAR VGG at
   # batch 256 16x16 128->128 71.3 vs 123 and 144).
   return "xla"
