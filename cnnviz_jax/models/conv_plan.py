@@ -492,6 +492,6 @@ def _weight_grad_rule(c: int, kernel_shape, stride, batch: int,
     # at 128 10.9 vs 14.1, batch 16 64->128 at 64 13.2 vs 17.1).
     return "rows" if batch <= 4 else "xla"
   # Other stride-1 layers from many channels: XLA's own beat the GEMM
-  # formulations (VGG16 conv1_2 80.8 vs "transposed" 133 and "shift" 218; CIFAR VGG at
-  # batch 256 16x16 128->128 71.3 vs 123 and 144).
+  # formulations (VGG16 conv1_2 80.8 vs "transposed" 133 and "shift" 218;
+  # CIFAR VGG at batch 256 16x16 128->128 71.3 vs 123 and 144).
   return "xla"

@@ -73,7 +73,7 @@ def weight_grad3x3(x: Array, g: Array, pads) -> Array:
   th, tw = -(-ho // 2), -(-wo // 2)
   v = _input_tiles(x, pads, th, tw)
   gp = jnp.pad(g, ((0, 0), (0, 2 * th - ho), (0, 2 * tw - wo), (0, 0)))
-  # A^T... transposed: h'[u] = sum_p AT[p][u] h[p], rows then columns.
+  # F(3x3, 2x2)'s filter transform A h A^T of each 2x2 block h of g.
   rows = [gp[:, p::2] for p in range(2)]                   # [n, th, 2tw, o]
   at = tuple(zip(*_AT))                                    # A: [4][2]
   mixed = [_combine(at[u], rows) for u in range(4)]
