@@ -13,6 +13,10 @@ won on most layers. A `jax.custom_vjp` picks, from the static shapes at trace
 time, the formulation measured fastest on this machine's CPU (2-core AMD
 EPYC, AVX-512; `experiments/bench_conv.py`) where it is not XLA's own:
 
+- all three passes of stride-1 3x3 layers with many channels: Winograd's
+  minimal filtering (`"winograd"`, `winograd.py`: F(2x2, 3x3) forward and
+  input gradient, F(3x3, 2x2) weight gradient; 2.25x fewer multiply-adds,
+  1.1x-2.1x faster per pass from 128 channels);
 - weight gradient: one GEMM per kernel row over the row's taps concatenated
   (`"rows"`, 3x3 stride 2 for up to 4 images), XLA's formulation on
   explicitly transposed operands (`"transposed"`, 3x3 on RGB from 64x64
@@ -25,8 +29,10 @@ EPYC, AVX-512; `experiments/bench_conv.py`) where it is not XLA's own:
   sub-kernels (`"phase"`), instead of XLA's convolution of an s-dilated
   input;
 - forward: large kernels to few outputs as one 3x3 convolution to many plus
-  shifted sums (`"split"`); unpadded 3x3 convolutions on large maps given a
-  ring of padding that is cropped off again (`"crop"`). Two formulations
+  shifted sums (`"split"`); wide kernels from RGB to few outputs as a
+  kh x 1 convolution over tiles of two output columns (`"tiles"`); unpadded
+  3x3 convolutions on large maps given a ring of padding that is cropped off
+  again (`"crop"`). Two formulations
   that won under YNNPACK lost under Eigen and are kept for measurement only:
   1-3 input channels padded to 4 (`"pad4"`), stride 2 as a stride-1
   convolution of the space-to-depth input (`"s2d"`).

@@ -372,10 +372,8 @@ def plan(x_shape, kernel_shape, stride: IntPair = 1,
     "weight_grad": name in WEIGHT_GRAD}`.
   """
   stride, pads = _pair(stride, "stride"), _pads(padding)
-  _, h, w, c = x_shape
-  kh, kw, _, _ = kernel_shape
+  c = x_shape[-1]
   ho, wo = _out_hw(x_shape, kernel_shape, stride, pads)
-  strided = max(stride) > 1
   return {"forward": _forward_rule(c, kernel_shape, stride, pads,
                                    x_shape[0] * ho * wo),
           "input_grad": _input_grad_rule(c, kernel_shape, stride, pads,
