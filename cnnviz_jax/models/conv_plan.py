@@ -417,6 +417,14 @@ def _forward_rule(c: int, kernel_shape, stride, pads, batch_pixels: int) -> str:
   return "xla"
 
 
+# Off for now: with it on, XLA:CPU (jax 0.10.2) crashed (SIGSEGV / SIGABRT
+# inside the compiler) compiling the gallery's occlusion and the generator's
+# training step late in the full test suite, twice, though both compiled
+# alone. The formulations stay tested (`tests/test_conv.py`); set True to
+# plan them (the README's sixth-session figures were measured so).
+WINOGRAD = False
+
+
 def _winograd_rule(c: int, kernel_shape, stride, batch_pixels: int) -> bool:
   # Winograd's F(2x2, 3x3) (`winograd.py`) for stride-1 3x3 layers with
   # many channels; measured forward / input gradient, XLA's own -> this:
@@ -429,7 +437,7 @@ def _winograd_rule(c: int, kernel_shape, stride, batch_pixels: int) -> bool:
   # channels only up to 64K output pixels (VGG16 conv1_2 at batch 4, 200K:
   # level; batch 16: 171 vs 268); from 32 channels level or behind.
   kh, kw, _, o = kernel_shape
-  if (kh, kw) != (3, 3) or max(stride) > 1:
+  if not WINOGRAD or (kh, kw) != (3, 3) or max(stride) > 1:
     return False
   m = min(c, o)
   return m >= 128 or (m >= 64 and batch_pixels <= 64 * 1024)
@@ -466,7 +474,7 @@ def _weight_grad_rule(c: int, kernel_shape, stride, batch: int,
   # or tiny maps (4x20x20 1.41 -> 0.95) but loses at batch 4 from 32x32
   # (2.2 vs 2.6, 66x66 6.3 vs 6.9, VGG16 conv1_2 56.7 vs 87.7).
   lo, hi = min(c, o), max(c, o)
-  if (kh, kw) == (3, 3) and not strided and lo >= 64 and (
+  if WINOGRAD and (kh, kw) == (3, 3) and not strided and lo >= 64 and (
       hi >= 128 or batch == 1 or batch * out_pixels <= 2048):
     return "winograd"
   # Remeasured in the fifth session, after `configure_malloc` kept one malloc
