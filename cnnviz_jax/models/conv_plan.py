@@ -167,10 +167,8 @@ def _tiles_forward(x, kernel, *, stride, pads):
   layer (9x9 3->16, reflection-padded, batch 1) on the 2-core EPYC, ms,
   XLA's own -> this, median of 7-9: 256x256 3.4-4.6 -> 2.7-3.0, 512 13.1
   -> 10.6, 1024 70.7-77.5 -> 41.9-48.6; batch 4 at 80x80 1.3 -> 1.1. Level
-  with 32 outputs (256: 4.1-4.3 vs 3.9-4.2); tiles of 3-6 columns, a
-  second row-phase split or channel padding to a multiple of 8 were no
-  faster.
-  """
+  with 32 outputs; tiles of 3-6 columns, row phases or channel padding to
+  8 were no faster."""
   if max(stride) > 1:
     return _xla_forward(x, kernel, stride=stride, pads=pads)
   kh, kw, c, o = kernel.shape
@@ -417,11 +415,9 @@ def _forward_rule(c: int, kernel_shape, stride, pads, batch_pixels: int) -> str:
   return "xla"
 
 
-# Off for now: with it on, XLA:CPU (jax 0.10.2) crashed (SIGSEGV / SIGABRT
-# inside the compiler) compiling the gallery's occlusion and the generator's
-# training step late in the full test suite, twice, though both compiled
-# alone. The formulations stay tested (`tests/test_conv.py`); set True to
-# plan them (the README's sixth-session figures were measured so).
+# Off: with it on, XLA:CPU's compiler crashed (SIGSEGV/SIGABRT) late in two
+# full suite runs (gallery occlusion, generator training), not alone. True
+# plans it (the README's sixth-session figures were measured so).
 WINOGRAD = False
 
 
