@@ -13,4 +13,7 @@ from cnnviz_jax import _xla_cpu
 _xla_cpu.configure()
 _xla_cpu.configure_malloc()
 
+# Long processes that compile many programs: see its docstring.
+release_compiled = _xla_cpu.release_compiled
+
 __version__ = "0.1.0"

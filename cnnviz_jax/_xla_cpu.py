@@ -1,6 +1,6 @@
 """The two CPU runtime settings the library makes at import: one XLA:CPU
 option (`configure`, before JAX starts its backend) and glibc's malloc
-settings (`configure_malloc`).
+settings (`configure_malloc`); and `release_compiled`, for long processes.
 
 XLA:CPU in jax 0.10.2 hands convolutions and matrix products to YNNPACK.
 YNNPACK's matrix products are the fastest here, but its convolutions were not:
@@ -56,6 +56,7 @@ left alone.
 """
 
 import ctypes
+import gc
 import logging
 import os
 import sys
@@ -120,3 +121,54 @@ def configure_malloc() -> bool:
   if done and not os.environ.get("MALLOC_ARENA_MAX"):
     done = bool(mallopt(_M_ARENA_MAX, 1))
   return done
+
+
+MAP_COUNT_LIMIT = "/proc/sys/vm/max_map_count"
+
+
+def _memory_areas() -> tuple[int, int] | None:
+  """`(memory areas this process maps, the kernel's limit)`, or None where
+  /proc does not say (not Linux)."""
+  try:
+    with open(MAP_COUNT_LIMIT) as f:
+      limit = int(f.read())
+    with open("/proc/self/maps", "rb") as f:
+      return sum(1 for _ in f), limit
+  except (OSError, ValueError):
+    return None
+
+
+def release_compiled(fraction: float = 0.5) -> bool:
+  """Drops JAX's compiled programs (`jax.clear_caches()`) when this process
+  maps more than `fraction` of the memory areas Linux allows it.
+
+  XLA:CPU maps the machine code of every compiled program into memory areas
+  of its own (three per kernel: code, constants, data; a 120-op function took
+  28) and keeps them while JAX caches the program. Linux caps a process at
+  `vm.max_map_count` areas (65,530 by default); past it the next compilation
+  dies inside XLA (SIGSEGV or SIGABRT in `backend_compile_and_load`, no
+  Python error). The test suite reached the cap in one pytest worker after
+  ~10 minutes of compiling (areas counted every 10 s: 12k, 21k, 48k, 62.7k,
+  then the crash at 64.5k), so the tests call this after each test and the
+  gallery after each section; call it between stages of any long process that
+  compiles many different programs. Programs still in use compile again on
+  their next call.
+
+  Args:
+    fraction: in (0, 1]; the share of the limit that triggers the release.
+
+  Returns:
+    Whether the caches were cleared.
+  """
+  if not 0 < fraction <= 1:
+    raise ValueError(f"fraction must be in (0, 1], got {fraction}.")
+  areas = _memory_areas()
+  if areas is None or areas[0] <= fraction * areas[1]:
+    return False
+  import jax  # pylint: disable=g-import-not-at-top
+  jax.clear_caches()
+  gc.collect()
+  logging.getLogger(__name__).info(
+      "%d of %d memory areas mapped: cleared JAX's compiled programs (now %s).",
+      areas[0], areas[1], (_memory_areas() or ("?",))[0])
+  return True

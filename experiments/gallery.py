@@ -28,6 +28,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+import cnnviz_jax
 from cnnviz_jax import data, models, viz
 from cnnviz_jax import image as image_lib
 from cnnviz_jax.data import samples
@@ -948,6 +949,7 @@ def run(config, workdir: str) -> dict:
     t = time.perf_counter()
     figures = spec.build(ctx, options)
     seconds = time.perf_counter() - t
+    cnnviz_jax.release_compiled()   # XLA:CPU's code areas (see its docstring)
     sections.append(viz.Section(name, spec.title, spec.text, figures, seconds))
     print(f"[{i + 1}/{len(names)}] {name}: {seconds:.1f} s "
           f"(total {time.perf_counter() - start:.0f} s)", flush=True)

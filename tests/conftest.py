@@ -7,6 +7,8 @@ import tempfile
 
 import pytest
 
+import cnnviz_jax
+
 # Most of this suite's time is XLA:CPU compiling small computations, and most
 # of that is LLVM optimizing XLA's own loop kernels (convolutions and matrix
 # products are library calls either way). Tests compile them at -O0: the
@@ -45,6 +47,16 @@ def _remove_tmp_path_of_passed_test(request):
   path = request.node.funcargs.get("tmp_path")
   if path is not None and request.node.stash.get(_PASSED, False):
     shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture(autouse=True)
+def _release_compiled_programs():
+  """After each test, drops JAX's compiled programs once the worker maps half
+  the memory areas Linux allows (`cnnviz_jax.release_compiled`): with every
+  program cached, a worker crashed in XLA's compiler at the 65,530-area cap
+  about ten minutes into the suite."""
+  yield
+  cnnviz_jax.release_compiled()
 
 
 def tmpdir(test, prefix: str = "cnnviz_") -> str:

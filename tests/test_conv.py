@@ -1,6 +1,8 @@
 """`models.conv`: values and gradients equal XLA's convolution and its autodiff
 for every formulation, kernel size, stride, padding and odd size."""
 
+import os
+
 from absl.testing import parameterized
 import chex
 import flax.linen as nn
@@ -12,10 +14,11 @@ import numpy as np
 from unittest import mock
 
 from cnnviz_jax.models import conv as C
-from cnnviz_jax.models import conv_plan
+from cnnviz_jax.models import winograd
 
-# The plan's choice for the style network's 64-channel layers.
-_WINO = "winograd" if conv_plan.WINOGRAD else "xla"
+# The plan as a user's process makes it (XLA at -O2): the tests compile at
+# -O0 (conftest), where the plan leaves Winograd out.
+_AS_AT_O2 = mock.patch.object(winograd, "_optimized", lambda: True)
 
 # Float32 sums of up to a few hundred terms, compared as a fraction of the
 # largest reference entry: a reordered summation moves them by ~1e-6.
@@ -160,11 +163,12 @@ class Conv2dTest(chex.TestCase, parameterized.TestCase):
       for name, g, r in zip(("y", "dx", "dk"), (y,) + vjp(y0), (y0,) + vjp0(y0)):
         _assert_close(self, g, r, f"{name} {(h, w, pads)}")
 
-  @mock.patch.object(conv_plan, "WINOGRAD", True)
+  @_AS_AT_O2
   def test_plan_picks_winograd_for_deep_layers(self):
     for x_shape, k_shape, want in (
         ((4, 56, 56, 256), (3, 3, 256, 256), "winograd"),
         ((128, 8, 8, 256), (3, 3, 256, 384), "winograd"),
+        ((1, 8, 8, 256), (3, 3, 256, 256), "xla"),     # too little work
         ((16, 224, 224, 64), (3, 3, 64, 64), "xla"),   # memory-bound there
         ((4, 56, 56, 256), (5, 5, 256, 256), "xla")):
       plan = C.plan(x_shape, k_shape, 1, k_shape[0] // 2)
@@ -172,6 +176,17 @@ class Conv2dTest(chex.TestCase, parameterized.TestCase):
                        (want,) * 3, str((x_shape, k_shape)))
     self.assertEqual(C.plan((4, 56, 56, 256), (3, 3, 256, 256), 2, 1)["forward"],
                      "xla")
+    with mock.patch.object(winograd, "ENABLED", False):
+      self.assertEqual(C.plan((4, 56, 56, 256), (3, 3, 256, 256), 1, 1),
+                       dict(forward="xla", input_grad="xla", weight_grad="xla"))
+
+  def test_winograd_left_out_unoptimized(self):
+    with mock.patch.dict(os.environ, XLA_FLAGS="--xla_backend_optimization_level=0"):
+      self.assertFalse(winograd._optimized())
+      self.assertEqual(C.plan((4, 56, 56, 256), (3, 3, 256, 256), 1, 1)["forward"],
+                       "xla")
+    with mock.patch.dict(os.environ, XLA_FLAGS="--xla_backend_optimization_level=2"):
+      self.assertTrue(winograd._optimized())
 
   @chex.variants(with_jit=True, without_jit=True)
   def test_vmap(self):
@@ -214,6 +229,7 @@ class Conv2dTest(chex.TestCase, parameterized.TestCase):
         self.assertIn(plan["weight_grad"], C.WEIGHT_GRAD)
 
 
+  @_AS_AT_O2
   def test_plan_for_the_style_network(self):
     # The formulations the stylizer's layers rely on (reflection padding,
     # then unpadded convolutions) at 256x256.
@@ -221,9 +237,9 @@ class Conv2dTest(chex.TestCase, parameterized.TestCase):
              ((1, 264, 264, 16), (9, 9, 16, 3), 1, "split"),
              ((1, 258, 258, 32), (3, 3, 32, 16), 1, "crop"),
              ((1, 258, 258, 16), (3, 3, 16, 32), 2, "xla"),
-             ((1, 66, 66, 64), (3, 3, 64, 64), 1, _WINO),
-             ((4, 66, 66, 64), (3, 3, 64, 64), 1, _WINO),  # a training batch
-             ((1, 258, 258, 64), (3, 3, 64, 64), 1, _WINO),  # at 1024x1024
+             ((1, 66, 66, 64), (3, 3, 64, 64), 1, "winograd"),
+             ((4, 66, 66, 64), (3, 3, 64, 64), 1, "winograd"),  # a training batch
+             ((1, 258, 258, 64), (3, 3, 64, 64), 1, "winograd"),  # at 1024x1024
              ((4, 226, 226, 64), (3, 3, 64, 64), 1, "xla"))  # VGG16 conv1_2
     for x_shape, k_shape, s, want in cases:
       self.assertEqual(C.plan(x_shape, k_shape, s, 0)["forward"], want,
@@ -244,3 +260,27 @@ class ConvModuleTest(parameterized.TestCase):
     p_ours, p_theirs = ours.init(key, x), theirs.init(key, x)
     chex.assert_trees_all_equal(p_ours, p_theirs)
     _assert_close(self, ours.apply(p_ours, x), theirs.apply(p_theirs, x), "y")
+
+
+def test_shipped_model_gradients_with_winograd_planned():
+  """The shipped CIFAR VGG at batch 32 as a user's process plans it (its
+  128- and 256-channel layers on Winograd's three passes) against the same
+  with Winograd left out: logits, input and parameter gradients."""
+  from conftest import cifar_model
+  model = cifar_model()
+  x = jax.random.uniform(jax.random.PRNGKey(3), (32, 32, 32, 3))
+
+  def grads():
+    loss = lambda p, x: jnp.sum(jax.nn.log_softmax(model.apply(p, x)[0])[:, 3])
+    return jax.jit(jax.value_and_grad(loss, (0, 1)))(model.params, x)
+
+  with _AS_AT_O2:
+    plans = [C.plan((32, 16, 16, 128), (3, 3, 128, 128), 1, 1),
+             C.plan((32, 8, 8, 256), (3, 3, 256, 256), 1, 1)]
+    got = grads()
+  assert all(set(p.values()) == {"winograd"} for p in plans), plans
+  with mock.patch.object(winograd, "ENABLED", False):
+    want = grads()
+  for g, w in zip(jax.tree.leaves(got), jax.tree.leaves(want)):
+    scale = float(jnp.max(jnp.abs(w)))
+    np.testing.assert_allclose(g, w, rtol=0, atol=_RTOL * scale + 1e-12)

@@ -135,3 +135,31 @@ def test_import_keeps_one_malloc_arena():
   assert _arenas() == 1
   assert _arenas(MALLOC_ARENA_MAX="8") == 2        # the user's setting wins
   assert _arenas(CNNVIZ_JAX_KEEP_MALLOC="1") == 2  # opted out: glibc's own
+
+
+def test_release_compiled_unmaps_compiled_code():
+  """XLA:CPU maps each compiled program's code into memory areas of its own
+  (Linux caps a process at `vm.max_map_count`); `release_compiled` drops the
+  programs, and their areas, only past its share of that cap."""
+  import jax
+  import jax.numpy as jnp
+  import pytest
+  from cnnviz_jax import _xla_cpu
+  if _xla_cpu._memory_areas() is None:
+    pytest.skip("needs /proc/self/maps and /proc/sys/vm/max_map_count (Linux)")
+  with pytest.raises(ValueError, match="fraction"):
+    _xla_cpu.release_compiled(0)
+  assert not _xla_cpu.release_compiled(1.0)
+  def program(x, k):
+    for i in range(20):  # ~60 kernels
+      x = jnp.cumsum(jnp.sin(x) @ x, 0) + i + k
+    return x
+
+  x = jnp.ones((8, 8))
+  before = _xla_cpu._memory_areas()[0]
+  for k in range(4):
+    jax.jit(program, static_argnums=1)(x, k).block_until_ready()
+  compiled = _xla_cpu._memory_areas()[0]
+  assert compiled > before + 40, (before, compiled)
+  assert _xla_cpu.release_compiled(1e-9)
+  assert _xla_cpu._memory_areas()[0] < compiled - 40

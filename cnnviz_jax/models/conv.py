@@ -16,8 +16,9 @@ EPYC, AVX-512; `experiments/bench_conv.py`) where it is not XLA's own:
 - all three passes of stride-1 3x3 layers with many channels: Winograd's
   minimal filtering (`"winograd"`, `winograd.py`: F(2x2, 3x3) forward and
   input gradient, F(3x3, 2x2) weight gradient; 2.25x fewer multiply-adds,
-  1.1x-2.1x faster per pass from 128 channels; off until
-  `conv_plan.WINOGRAD` is set, see there);
+  1.1x-2.1x faster per pass from 128 channels; not for small layers, where
+  it gains nothing for ~1.4 s more compile time, nor under XLA's -O0,
+  `winograd.planned`);
 - weight gradient: one GEMM per kernel row over the row's taps concatenated
   (`"rows"`, 3x3 stride 2 for up to 4 images), XLA's formulation on
   explicitly transposed operands (`"transposed"`, 3x3 on RGB from 64x64

@@ -407,7 +407,7 @@ def _forward_rule(c: int, kernel_shape, stride, pads, batch_pixels: int) -> str:
   if (max(stride) == 1 and kh * kw > 1 and c >= 4 and o <= 16
       and batch_pixels >= 256 * 256 and min(p for pair in pads for p in pair) < 1):
     return "crop"
-  if _winograd_rule(c, kernel_shape, stride, batch_pixels):
+  if winograd.planned(c, kernel_shape, stride, batch_pixels):
     return "winograd"
   # "pad4" (RGB padded to 4 channels) and "s2d" (space-to-depth for stride
   # 2) lost everywhere: 9x9 3->32 at 264 4.2 vs 5.3, 3x3 stride 2 32->64 at
@@ -415,35 +415,11 @@ def _forward_rule(c: int, kernel_shape, stride, pads, batch_pixels: int) -> str:
   return "xla"
 
 
-# Off: with it on, XLA:CPU's compiler crashed (SIGSEGV/SIGABRT) late in two
-# full suite runs (gallery occlusion, generator training), not alone. True
-# plans it (the README's sixth-session figures were measured so).
-WINOGRAD = False
-
-
-def _winograd_rule(c: int, kernel_shape, stride, batch_pixels: int) -> bool:
-  # Winograd's F(2x2, 3x3) (`winograd.py`) for stride-1 3x3 layers with
-  # many channels; measured forward / input gradient, XLA's own -> this:
-  # VGG16 at 224 batch 4 conv2_2 40.2 -> 34.4 / 40.2 -> 33.7, conv3_2 35.2
-  # -> 21.6 / 35.8 -> 24.5, conv4_2 35.0 -> 18.5 / 37.5 -> 18.8, conv5_1
-  # 8.5 -> 5.8 / 11.3 -> 5.9 (batch 16 up to 2.1x); the CIFAR VGG at batch
-  # 128 conv2_2 26.0 -> 21.3 / 25.9 -> 21.6, conv3_2 23.2 -> 14.2 / 23.6 ->
-  # 17.7; the stylizer's 64->64 residual layer at 256x256 14.9 -> 11.7 /
-  # 14.8 -> 11.8. Its transforms are passes over 4x the maps, so with 64
-  # channels only up to 64K output pixels (VGG16 conv1_2 at batch 4, 200K:
-  # level; batch 16: 171 vs 268); from 32 channels level or behind.
-  kh, kw, _, o = kernel_shape
-  if not WINOGRAD or (kh, kw) != (3, 3) or max(stride) > 1:
-    return False
-  m = min(c, o)
-  return m >= 128 or (m >= 64 and batch_pixels <= 64 * 1024)
-
-
 def _input_grad_rule(c: int, kernel_shape, stride, pads, out_pixels: int,
                      batch: int) -> str:
   kh, kw = kernel_shape[:2]
   taps, strided = kh * kw, max(stride) > 1
-  if (_winograd_rule(c, kernel_shape, stride, batch * out_pixels)
+  if (winograd.planned(c, kernel_shape, stride, batch * out_pixels)
       and max(p for pair in pads for p in pair) <= 2):
     return "winograd"
   if strided:
@@ -462,16 +438,7 @@ def _weight_grad_rule(c: int, kernel_shape, stride, batch: int,
                       out_pixels: int) -> str:
   kh, kw, _, o = kernel_shape
   taps, strided = kh * kw, max(stride) > 1
-  # Winograd's F(3x3, 2x2) (`winograd.weight_grad3x3`), XLA's own -> this,
-  # ms: VGG16 at 224 batch 4 conv2_2 46.6 -> 39.7, conv3_2 39.7 -> 27.1,
-  # conv4_2 37.2 -> 23.1, conv5_1 10.6 -> 7.7; the CIFAR VGG at batch 128
-  # conv2_1 17.8 -> 14.8, conv2_2 33.3 -> 25.7, conv3_2 26.7 -> 19.0,
-  # conv4_1 10.0 -> 7.3. 64->64 wins for one image (256x256 51.0 -> 26.4)
-  # or tiny maps (4x20x20 1.41 -> 0.95) but loses at batch 4 from 32x32
-  # (2.2 vs 2.6, 66x66 6.3 vs 6.9, VGG16 conv1_2 56.7 vs 87.7).
-  lo, hi = min(c, o), max(c, o)
-  if WINOGRAD and (kh, kw) == (3, 3) and not strided and lo >= 64 and (
-      hi >= 128 or batch == 1 or batch * out_pixels <= 2048):
+  if winograd.planned_weight_grad(c, kernel_shape, stride, batch, out_pixels):
     return "winograd"
   # Remeasured in the fifth session, after `configure_malloc` kept one malloc
   # arena (page faults had inflated the earlier timings of the formulations

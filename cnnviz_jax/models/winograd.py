@@ -12,11 +12,78 @@ from the direct convolution by rounding only (about 1e-6 of the largest
 output, `tests/test_conv.py`); the larger tiles of F(4x4, 3x3) lose digits.
 """
 
+import os
+
 import jax
 from jax import lax
 import jax.numpy as jnp
 
 Array = jax.Array
+
+# Whether `conv_plan` may pick these formulations (tests switch it).
+ENABLED = True
+# The least work, output pixels x input channels x output channels, that
+# takes Winograd: 2**24 (0.3 GFLOP forward), the smallest measured win (the
+# stylizer's 64->64 residual layers at 64x64 for 256-px images: stylization
+# 0.93x -> 1.07x torch.compile's). Each layer's Winograd passes take ~1.4 s
+# longer to compile (-O2, fwd + both gradients: 0.13 s -> 1.37 s at batch 8
+# 16x16 128->128), and small layers gain little or nothing (fwd + both
+# gradients, ms, XLA's -> Winograd's: that layer 4.8 -> 5.0-5.4, batch 8
+# 8x8 256->256 5.0 -> 4.5-4.8), so single images of the CIFAR VGG (8x8
+# 256->256: 2**22) keep XLA's.
+MIN_WORK = 1 << 24
+
+
+def _optimized() -> bool:
+  """False under `--xla_backend_optimization_level=0` (the tests' setting):
+  unoptimized, the transforms' elementwise loops are not vectorized and
+  Winograd lost everywhere (fwd + both gradients, batch 4 56x56 256->256:
+  139 ms XLA's, 190 ms Winograd's; at -O2 110 -> 67)."""
+  flags = os.environ.get("XLA_FLAGS", "")
+  return "xla_backend_optimization_level=0" not in flags.replace("--", "")
+
+
+def planned(c: int, kernel_shape, stride, batch_pixels: int) -> bool:
+  """Whether `conv_plan` takes F(2x2, 3x3) for the forward pass and input
+  gradient of a convolution with `c` input channels, `kernel_shape` `(kh,
+  kw, C, O)` and `batch_pixels` output pixels over the batch.
+
+  Stride-1 3x3 layers with many channels; measured forward / input gradient,
+  ms, XLA's own -> this: VGG16 at 224 batch 4 conv2_2 40.2 -> 34.4 / 40.2
+  -> 33.7, conv3_2 35.2 -> 21.6 / 35.8 -> 24.5, conv4_2 35.0 -> 18.5 / 37.5
+  -> 18.8, conv5_1 8.5 -> 5.8 / 11.3 -> 5.9 (batch 16 up to 2.1x); the
+  CIFAR VGG at batch 128 conv2_2 26.0 -> 21.3 / 25.9 -> 21.6, conv3_2 23.2
+  -> 14.2 / 23.6 -> 17.7; the stylizer's 64->64 residual layer at 256x256
+  14.9 -> 11.7 / 14.8 -> 11.8. The transforms are passes over 4x the maps,
+  so with 64 channels only up to 64K output pixels (VGG16 conv1_2 at batch
+  4, 200K: level; batch 16: 171 vs 268); from 32 channels level or behind.
+  """
+  kh, kw, _, o = kernel_shape
+  if (not ENABLED or (kh, kw) != (3, 3) or max(stride) > 1
+      or batch_pixels * c * o < MIN_WORK or not _optimized()):
+    return False
+  m = min(c, o)
+  return m >= 128 or (m >= 64 and batch_pixels <= 64 * 1024)
+
+
+def planned_weight_grad(c: int, kernel_shape, stride, batch: int,
+                        out_pixels: int) -> bool:
+  """Whether `conv_plan` takes F(3x3, 2x2) for the weight gradient (shapes as
+  `planned`; `out_pixels` per image).
+
+  XLA's own -> this, ms: VGG16 at 224 batch 4 conv2_2 46.6 -> 39.7, conv3_2
+  39.7 -> 27.1, conv4_2 37.2 -> 23.1, conv5_1 10.6 -> 7.7; the CIFAR VGG at
+  batch 128 conv2_1 17.8 -> 14.8, conv2_2 33.3 -> 25.7, conv3_2 26.7 ->
+  19.0, conv4_1 10.0 -> 7.3. 64->64 wins for one image (256x256 51.0 ->
+  26.4) or tiny maps (4x20x20 1.41 -> 0.95) but loses at batch 4 from 32x32
+  (2.2 vs 2.6, 66x66 6.3 vs 6.9, VGG16 conv1_2 56.7 vs 87.7)."""
+  kh, kw, _, o = kernel_shape
+  lo, hi = min(c, o), max(c, o)
+  if (not ENABLED or (kh, kw) != (3, 3) or max(stride) > 1 or lo < 64
+      or batch * out_pixels * c * o < MIN_WORK or not _optimized()):
+    return False
+  return hi >= 128 or batch == 1 or batch * out_pixels <= 2048
+
 
 # Lavin & Gray 2016, section 4.1.
 _BT = ((1, 0, -1, 0), (0, 1, 1, 0), (0, -1, 1, 0), (0, 1, 0, -1))
