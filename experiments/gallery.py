@@ -32,7 +32,7 @@ import cnnviz_jax
 from cnnviz_jax import data, models, viz
 from cnnviz_jax import image as image_lib
 from cnnviz_jax.data import samples
-from cnnviz_jax.models import checkpoint, predict
+from cnnviz_jax.models import checkpoint, predict, winograd
 from experiments import launch
 
 
@@ -897,6 +897,13 @@ def selected(config) -> list[str]:
 
 
 def run(config, workdir: str) -> dict:
+  """`_run` with Winograd convolutions as `config.winograd` says (off by
+  default: see the config)."""
+  with winograd.use(config.get("winograd", False)):
+    return _run(config, workdir)
+
+
+def _run(config, workdir: str) -> dict:
   """Runs every selected section and writes `index.html`, its pictures,
   `metrics.json` and `config.json` into `workdir`.
 

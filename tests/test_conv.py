@@ -176,9 +176,13 @@ class Conv2dTest(chex.TestCase, parameterized.TestCase):
                        (want,) * 3, str((x_shape, k_shape)))
     self.assertEqual(C.plan((4, 56, 56, 256), (3, 3, 256, 256), 2, 1)["forward"],
                      "xla")
-    with mock.patch.object(winograd, "ENABLED", False):
+    every = dict(forward="winograd", input_grad="winograd", weight_grad="winograd")
+    with winograd.use(False):
       self.assertEqual(C.plan((4, 56, 56, 256), (3, 3, 256, 256), 1, 1),
                        dict(forward="xla", input_grad="xla", weight_grad="xla"))
+    self.assertEqual(C.plan((4, 56, 56, 256), (3, 3, 256, 256), 1, 1), every)
+    with winograd.use(True, min_work=1 << 20):   # small layers too
+      self.assertEqual(C.plan((1, 8, 8, 256), (3, 3, 256, 256), 1, 1), every)
 
   def test_winograd_left_out_unoptimized(self):
     with mock.patch.dict(os.environ, XLA_FLAGS="--xla_backend_optimization_level=0"):
@@ -237,7 +241,7 @@ class Conv2dTest(chex.TestCase, parameterized.TestCase):
              ((1, 264, 264, 16), (9, 9, 16, 3), 1, "split"),
              ((1, 258, 258, 32), (3, 3, 32, 16), 1, "crop"),
              ((1, 258, 258, 16), (3, 3, 16, 32), 2, "xla"),
-             ((1, 66, 66, 64), (3, 3, 64, 64), 1, "winograd"),
+             ((1, 66, 66, 64), (3, 3, 64, 64), 1, "xla"),  # 2**24 < MIN_WORK
              ((4, 66, 66, 64), (3, 3, 64, 64), 1, "winograd"),  # a training batch
              ((1, 258, 258, 64), (3, 3, 64, 64), 1, "winograd"),  # at 1024x1024
              ((4, 226, 226, 64), (3, 3, 64, 64), 1, "xla"))  # VGG16 conv1_2
@@ -279,7 +283,7 @@ def test_shipped_model_gradients_with_winograd_planned():
              C.plan((32, 8, 8, 256), (3, 3, 256, 256), 1, 1)]
     got = grads()
   assert all(set(p.values()) == {"winograd"} for p in plans), plans
-  with mock.patch.object(winograd, "ENABLED", False):
+  with winograd.use(False):
     want = grads()
   for g, w in zip(jax.tree.leaves(got), jax.tree.leaves(want)):
     scale = float(jnp.max(jnp.abs(w)))

@@ -12,7 +12,9 @@ from the direct convolution by rounding only (about 1e-6 of the largest
 output, `tests/test_conv.py`); the larger tiles of F(4x4, 3x3) lose digits.
 """
 
+import contextlib
 import os
+from typing import Optional
 
 import jax
 from jax import lax
@@ -23,15 +25,33 @@ Array = jax.Array
 # Whether `conv_plan` may pick these formulations (tests switch it).
 ENABLED = True
 # The least work, output pixels x input channels x output channels, that
-# takes Winograd: 2**24 (0.3 GFLOP forward), the smallest measured win (the
-# stylizer's 64->64 residual layers at 64x64 for 256-px images: stylization
-# 0.93x -> 1.07x torch.compile's). Each layer's Winograd passes take ~1.4 s
-# longer to compile (-O2, fwd + both gradients: 0.13 s -> 1.37 s at batch 8
-# 16x16 128->128), and small layers gain little or nothing (fwd + both
-# gradients, ms, XLA's -> Winograd's: that layer 4.8 -> 5.0-5.4, batch 8
-# 8x8 256->256 5.0 -> 4.5-4.8), so single images of the CIFAR VGG (8x8
-# 256->256: 2**22) keep XLA's.
-MIN_WORK = 1 << 24
+# takes Winograd: 2**26 (1.2 GFLOP forward). Each layer's Winograd passes
+# take ~1.4 s longer to compile (-O2, fwd + both gradients, batch 8 16x16
+# 128->128: 0.13 -> 1.37 s; ~50 more XLA kernels a pass), which small layers
+# never earn back: fwd + both gradients, ms, XLA's -> Winograd's, that layer
+# 4.8 -> 5.0-5.4, batch 8 8x8 256->256 5.0 -> 4.5-4.8; the gallery (one
+# process, 21 sections, programs called a few times each) took 264 s with
+# Winograd from 2**24, 117 s without. From 2**26 a pass saves several ms a
+# call. Below it Winograd still won where called long enough (the stylizer's
+# 64->64 residual layers at 64x64, 2**24, for 256-px images: stylization
+# 0.93x -> 1.07x torch.compile's); `use(True, min_work=...)` takes it there.
+MIN_WORK = 1 << 26
+
+
+@contextlib.contextmanager
+def use(on: bool = True, min_work: Optional[int] = None):
+  """Within the block, `conv_plan` takes Winograd (`on`) from `min_work`
+  (default: `MIN_WORK`'s value) on, or not at all, for programs traced in the block (JAX reuses a program
+  already traced for the same shapes). E.g. a one-shot process that
+  compiles many programs and calls each a few times:
+  `with winograd.use(False): ...`."""
+  global ENABLED, MIN_WORK
+  saved = ENABLED, MIN_WORK
+  ENABLED, MIN_WORK = on, MIN_WORK if min_work is None else min_work
+  try:
+    yield
+  finally:
+    ENABLED, MIN_WORK = saved
 
 
 def _optimized() -> bool:

@@ -52,6 +52,11 @@ def get_config(arg=None) -> ml_collections.ConfigDict:
   c.feature_layer = config_dict.placeholder(str)
   c.show = 6                  # Images drawn per attribution / fooling figure.
   c.seed = 0
+  # Winograd convolutions (`models/winograd.py`): off here. The gallery
+  # compiles ~100 programs and calls each a few times; Winograd's longer
+  # compiles made it 264 s instead of 117 s (default options, 2-core CPU,
+  # 2026-11-29). Long runs (training, long optimizations) gain from it.
+  c.winograd = False
 
   c.overview = dict(show=10)
   # 100 queries against the other 900 sample images, 5 neighbours each.
