@@ -45,8 +45,9 @@ def main(argv):
              "torch_threads": torch.get_num_threads(), "suites": {}}
   print(f"jax {jax.__version__} on {results['device']}; torch "
         f"{torch.__version__} with {results['torch_threads']} threads")
-  results["winograd"] = {"on": _WINOGRAD.value,
-                         "min_work": _WINOGRAD_MIN_WORK.value or winograd.MIN_WORK}
+  results["winograd"] = {
+      "on": _WINOGRAD.value,
+      "min_work": _WINOGRAD_MIN_WORK.value or winograd.MIN_WORK}
   for suite in suites:
     with winograd.use(_WINOGRAD.value, _WINOGRAD_MIN_WORK.value):
       rows = importlib.import_module(f"experiments.bench_{suite}").run(

@@ -176,7 +176,7 @@ class Conv2dTest(chex.TestCase, parameterized.TestCase):
                        (want,) * 3, str((x_shape, k_shape)))
     self.assertEqual(C.plan((4, 56, 56, 256), (3, 3, 256, 256), 2, 1)["forward"],
                      "xla")
-    every = dict(forward="winograd", input_grad="winograd", weight_grad="winograd")
+    every = dict.fromkeys(("forward", "input_grad", "weight_grad"), "winograd")
     with winograd.use(False):
       self.assertEqual(C.plan((4, 56, 56, 256), (3, 3, 256, 256), 1, 1),
                        dict(forward="xla", input_grad="xla", weight_grad="xla"))

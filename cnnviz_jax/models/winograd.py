@@ -31,20 +31,23 @@ ENABLED = True
 # never earn back: fwd + both gradients, ms, XLA's -> Winograd's, that layer
 # 4.8 -> 5.0-5.4, batch 8 8x8 256->256 5.0 -> 4.5-4.8; the gallery (one
 # process, 21 sections, programs called a few times each) took 264 s with
-# Winograd from 2**24, 117 s without. From 2**26 a pass saves several ms a
-# call. Below it Winograd still won where called long enough (the stylizer's
-# 64->64 residual layers at 64x64, 2**24, for 256-px images: stylization
-# 0.93x -> 1.07x torch.compile's); `use(True, min_work=...)` takes it there.
+# Winograd from 2**24, 117 s without. At 2**26 the three passes saved 1.7
+# ms a call (batch 16 16x16 128->128: 9.2 -> 7.6 ms), at 2**28 43 ms (batch
+# 4 56x56 256->256: 110 -> 67). Below it Winograd still won where called
+# long enough (the stylizer's 64->64 residual layers at 64x64, 2**24, for
+# 256-px images: stylization 0.93x -> 1.07x torch.compile's in the sixth
+# session, 0.87x -> 0.95x in the seventh); `use(True, min_work=...)` takes
+# it there.
 MIN_WORK = 1 << 26
 
 
 @contextlib.contextmanager
 def use(on: bool = True, min_work: Optional[int] = None):
   """Within the block, `conv_plan` takes Winograd (`on`) from `min_work`
-  (default: `MIN_WORK`'s value) on, or not at all, for programs traced in the block (JAX reuses a program
-  already traced for the same shapes). E.g. a one-shot process that
-  compiles many programs and calls each a few times:
-  `with winograd.use(False): ...`."""
+  (default: `MIN_WORK`'s value) on, or not at all, for the programs traced
+  in the block (JAX reuses a program already traced for the same shapes).
+  E.g. a one-shot process that compiles many programs and calls each a few
+  times: `with winograd.use(False): ...`."""
   global ENABLED, MIN_WORK
   saved = ENABLED, MIN_WORK
   ENABLED, MIN_WORK = on, MIN_WORK if min_work is None else min_work
