@@ -899,7 +899,7 @@ def selected(config) -> list[str]:
 def run(config, workdir: str) -> dict:
   """`_run` with Winograd convolutions as `config.winograd` says (off by
   default: see the config)."""
-  with winograd.use(config.get("winograd", False)):
+  with winograd.use(config.winograd):
     return _run(config, workdir)
 
 

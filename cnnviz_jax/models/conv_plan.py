@@ -436,7 +436,7 @@ def _input_grad_rule(c: int, kernel_shape, stride, pads, out_pixels: int,
 
 def _weight_grad_rule(c: int, kernel_shape, stride, batch: int,
                       out_pixels: int) -> str:
-  kh, kw, _, o = kernel_shape
+  kh, kw = kernel_shape[:2]
   taps, strided = kh * kw, max(stride) > 1
   if winograd.planned_weight_grad(c, kernel_shape, stride, batch, out_pixels):
     return "winograd"

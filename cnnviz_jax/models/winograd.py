@@ -66,6 +66,13 @@ def _optimized() -> bool:
   return "xla_backend_optimization_level=0" not in flags.replace("--", "")
 
 
+def _eligible(c: int, kernel_shape, stride, batch_pixels: int) -> bool:
+  """Enabled, a stride-1 3x3 kernel, at least `MIN_WORK`, optimized code."""
+  kh, kw, _, o = kernel_shape
+  return (ENABLED and (kh, kw) == (3, 3) and max(stride) == 1
+          and batch_pixels * c * o >= MIN_WORK and _optimized())
+
+
 def planned(c: int, kernel_shape, stride, batch_pixels: int) -> bool:
   """Whether `conv_plan` takes F(2x2, 3x3) for the forward pass and input
   gradient of a convolution with `c` input channels, `kernel_shape` `(kh,
@@ -81,11 +88,9 @@ def planned(c: int, kernel_shape, stride, batch_pixels: int) -> bool:
   so with 64 channels only up to 64K output pixels (VGG16 conv1_2 at batch
   4, 200K: level; batch 16: 171 vs 268); from 32 channels level or behind.
   """
-  kh, kw, _, o = kernel_shape
-  if (not ENABLED or (kh, kw) != (3, 3) or max(stride) > 1
-      or batch_pixels * c * o < MIN_WORK or not _optimized()):
+  if not _eligible(c, kernel_shape, stride, batch_pixels):
     return False
-  m = min(c, o)
+  m = min(c, kernel_shape[3])
   return m >= 128 or (m >= 64 and batch_pixels <= 64 * 1024)
 
 
@@ -100,10 +105,8 @@ def planned_weight_grad(c: int, kernel_shape, stride, batch: int,
   19.0, conv4_1 10.0 -> 7.3. 64->64 wins for one image (256x256 51.0 ->
   26.4) or tiny maps (4x20x20 1.41 -> 0.95) but loses at batch 4 from 32x32
   (2.2 vs 2.6, 66x66 6.3 vs 6.9, VGG16 conv1_2 56.7 vs 87.7)."""
-  kh, kw, _, o = kernel_shape
-  lo, hi = min(c, o), max(c, o)
-  if (not ENABLED or (kh, kw) != (3, 3) or max(stride) > 1 or lo < 64
-      or batch * out_pixels * c * o < MIN_WORK or not _optimized()):
+  lo, hi = sorted((c, kernel_shape[3]))
+  if lo < 64 or not _eligible(c, kernel_shape, stride, batch * out_pixels):
     return False
   return hi >= 128 or batch == 1 or batch * out_pixels <= 2048
 
