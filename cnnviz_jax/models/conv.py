@@ -20,9 +20,10 @@ EPYC, AVX-512; `experiments/bench_conv.py`) where it is not XLA's own:
   it gains nothing for ~1.4 s more compile time, nor under XLA's -O0,
   `winograd.planned`);
 - weight gradient: one GEMM per kernel row over the row's taps concatenated
-  (`"rows"`, 3x3 stride 2 for up to 4 images), XLA's formulation on
-  explicitly transposed operands (`"transposed"`, 3x3 on RGB from 64x64
-  maps); one GEMM per tap over a shifted view of the padded input
+  (`"rows"`, 3x3 stride 2 for up to 4 images), im2col in channel-major
+  layout plus one GEMM (`"im2col_t"`, 3x3 on RGB), XLA's formulation on
+  explicitly transposed operands (`"transposed"`, larger kernels on RGB);
+  one GEMM per tap over a shifted view of the padded input
   (`"shift"`) and im2col plus one GEMM (`"im2col"`) are kept for
   measurement;
 - input gradient: one GEMM plus col2im (`"col2im"`) for 3x3 layers on RGB

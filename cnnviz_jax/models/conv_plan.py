@@ -288,11 +288,15 @@ def _xla_weight_grad(x, g, *, kernel_shape, stride, pads):
   return jax.vjp(lambda k: _xla_forward(x, k, stride=stride, pads=pads), kernel)[1](g)[0]
 
 
-def _tap_gemm(view: Array, g2: Array) -> Array:
+def _tap_gemm(view: Array, g2: Array, chunks: int = 1) -> Array:
   """`view [N, Ho, Wo, C']` and `g2 [N*Ho*Wo, O]` -> `[C', O]`, contracting
-  over all pixels (a transposed-A GEMM; no transpose is materialized)."""
-  return lax.dot_general(view.reshape(-1, view.shape[-1]), g2,
-                         (((0,), (0,)), ((), ())))
+  over all pixels (a transposed-A GEMM; no transpose is materialized). With
+  `chunks > 1` (dividing the pixels) as that many GEMMs over runs of pixels,
+  batched, then summed: the small `[C', O]` result leaves the GEMM little
+  to share between cores otherwise."""
+  a = view.reshape(chunks, -1, view.shape[-1])
+  return lax.dot_general(a, g2.reshape(chunks, -1, g2.shape[-1]),
+                         (((1,), (1,)), ((0,), (0,)))).sum(axis=0)
 
 
 def _shift_weight_grad(x, g, *, kernel_shape, stride, pads):
@@ -305,12 +309,17 @@ def _shift_weight_grad(x, g, *, kernel_shape, stride, pads):
 
 def _rows_weight_grad(x, g, *, kernel_shape, stride, pads):
   """One GEMM per kernel row, over the row's taps concatenated on channels:
-  a third of im2col's memory, GEMMs kw times deeper than "shift"."""
+  a third of im2col's memory, GEMMs kw times deeper than "shift". Each GEMM
+  in two halves of the pixels (`_tap_gemm`): Johnson's stride-2 layers,
+  round robin, median of 9, ms, one GEMM -> two: 32->64 at 256 batch 4
+  20.3 -> 18.5, batch 1 4.69 -> 4.16; 64->128 at 128 batch 1 3.61 -> 3.12;
+  32->64 at 512 batch 1 19.1 -> 17.1 (four chunks no better)."""
   kh, kw, c, o = kernel_shape
   g2 = g.reshape(-1, o)
+  chunks = 2 if g2.shape[0] % 2 == 0 else 1
   xp = _pad_input(x, pads)
   rows = [_tap_gemm(jnp.concatenate(
-      _views(xp, (kh, kw), stride, g.shape[1:3], [i]), axis=-1), g2)
+      _views(xp, (kh, kw), stride, g.shape[1:3], [i]), axis=-1), g2, chunks)
           for i in range(kh)]
   return jnp.stack(rows).reshape(kernel_shape)
 
@@ -321,6 +330,21 @@ def _im2col_weight_grad(x, g, *, kernel_shape, stride, pads):
   cols = jnp.concatenate(_views(_pad_input(x, pads), (kh, kw), stride,
                                 g.shape[1:3], range(kh)), axis=-1)
   return _tap_gemm(cols, g.reshape(-1, o)).reshape(kernel_shape)
+
+
+def _im2col_t_weight_grad(x, g, *, kernel_shape, stride, pads):
+  """im2col in channel-major layout, then one GEMM `[kh*kw*C, M] @ [M, O]`
+  (M = N*Ho*Wo): from few channels the patch matrix is small, and YNNPACK
+  runs this layout of the product far faster than the transposed-A one
+  ([288, 65536] x [65536, 64]: 7.8 vs 10.2 ms). Views in the minor axis
+  with a stride are slow to gather: meant for stride 1."""
+  kh, kw, c, o = kernel_shape
+  (sh, sw), (ho, wo) = stride, g.shape[1:3]
+  xt = jnp.pad(x.transpose(3, 0, 1, 2), ((0, 0), (0, 0)) + tuple(pads))
+  cols = jnp.concatenate(
+      [xt[:, :, i:i + sh * (ho - 1) + 1:sh, j:j + sw * (wo - 1) + 1:sw]
+       .reshape(c, -1) for i in range(kh) for j in range(kw)], axis=0)
+  return (cols @ g.reshape(-1, o)).reshape(kernel_shape)
 
 
 def _transposed_weight_grad(x, g, *, kernel_shape, stride, pads):
@@ -350,6 +374,7 @@ def _winograd_weight_grad(x, g, *, kernel_shape, stride, pads):
 WEIGHT_GRAD: dict[str, Callable] = {
     "xla": _xla_weight_grad, "shift": _shift_weight_grad,
     "rows": _rows_weight_grad, "im2col": _im2col_weight_grad,
+    "im2col_t": _im2col_t_weight_grad,
     "transposed": _transposed_weight_grad, "winograd": _winograd_weight_grad}
 
 
@@ -447,11 +472,21 @@ def _weight_grad_rule(c: int, kernel_shape, stride, batch: int,
     # 3x3 from RGB on XLA's formulation with transposed operands, on maps
     # from 64x64: VGG16 conv1_1 at 224 batch 4 7.84 -> 6.80 (the per-row
     # GEMMs, chosen before, 11.6), batch 1 3.07 -> 0.90, batch 16 at 64x64
-    # 3.62 -> 3.42; XLA's own on the CIFAR VGG's 32x32 (batch 128: 4.99 vs
-    # 5.72). Large kernels from RGB: XLA's own (9x9 3->32 at 264 batch 4
-    # 15.7 vs 18.2, batch 1 4.48 vs 4.11), as AlexNet's 11x11 stride 4.
-    if taps <= 9 and not strided:
-      return "transposed" if out_pixels >= 64 * 64 else "xla"
+    # 3.62 -> 3.42. On smaller maps the channel-major im2col
+    # (`_im2col_t_weight_grad`; eighth session, round robin, median of 9):
+    # the CIFAR VGG's 32x32 at batch 128 6.65-8.06 -> 4.96-5.44 (transposed
+    # operands 6.04-7.60), batch 256 12.0 -> 10.9. On VGG16's 224x224 maps
+    # the three were within the noise (batch 4: 8.0-11.8 each); at batch 1
+    # the transposed operands won (1.41 vs im2col 1.90, XLA's own 4.0).
+    # Larger kernels from RGB take the transposed operands too (eighth
+    # session; it was XLA's own before): 9x9 3->32 at 256 (padding 4) batch
+    # 4 24.1 -> 15.4, at 264 unpadded batch 1 4.26 -> 3.55; 9x9 3->16 at
+    # 1032 batch 1 44.1 -> 41.1, 4 x 88x88 1.07 -> 0.88 (level: 4 x 264x264
+    # 3->16 11.4 vs 10.7-12.0); the im2col lost there (81 taps: 48.3 at 256
+    # batch 4). AlexNet's 11x11 stride 4 from RGB: XLA's own.
+    if not strided:
+      return ("transposed" if taps > 9 or out_pixels >= 64 * 64
+              else "im2col_t")
     return "xla"
   if strided:
     # 3x3 stride 2, a GEMM per kernel row (`_rows_weight_grad`), for up to
