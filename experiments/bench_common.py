@@ -90,6 +90,29 @@ def paired_times(fns: dict[str, Callable[[], object]], repeats: int,
   return times
 
 
+def isolated(fn: Callable[..., object], *args):
+  """`fn(*args)` in a fresh Python process (multiprocessing's "spawn"), its
+  result returned; on CPU only (a second process would find the GPU's memory
+  taken by this one's JAX), else called here. `fn` must be importable by
+  name (a module-level function); its output goes to this process's
+  streams.
+
+  Why (eighth session): the library keeps one malloc arena that holds on to
+  freed memory (`cnnviz_jax/_xla_cpu.py`), and PyTorch allocates from the
+  same arena when both run in one process. After the Gatys rows (VGG16 at
+  512 px, both libraries) the shipped stylizer at 256 px took 21-36 ms a
+  call instead of 16.5 (glibc's `_int_malloc` and the arena lock took 28%
+  and ~13% of the samples under `perf record`, against 3% and 2% fresh);
+  after a `torch.compile` row the CIFAR training step took 300 ms instead of
+  244. Each group of rows in a process of its own times both sides in the
+  state a user's process is in, not in the heap earlier rows left."""
+  if jax.devices()[0].platform != "cpu":
+    return fn(*args)
+  import multiprocessing
+  with multiprocessing.get_context("spawn").Pool(1) as pool:
+    return pool.apply(fn, args)
+
+
 def paired_row(name: str, ours: list[float], baseline: list[float],
                baseline_name: str) -> Row:
   """A Row from paired times: medians, and the median per-pair speed-up."""

@@ -361,8 +361,8 @@ def run(repeats: int, quick: bool) -> list[bench_common.Row]:
     return [step_row(vgg, (32, 32), 2, repeats),
             sweep_row(models.load("cifar_vgg"), (32, 32), 2, repeats),
             stylize_row((64, 64), repeats), train_row(32, 2, repeats, steps=1)]
-  vgg = models.load("vgg16", key=jax.random.PRNGKey(0))
   if _on_gpu():
+    vgg = models.load("vgg16", key=jax.random.PRNGKey(0))
     # No while-loop penalty on GPUs (module doc of the engine): long rolled
     # chunks compile once and fast.
     return [step_row(vgg, (256, 256), 50, repeats, chunk=50, unroll=1),
@@ -371,10 +371,29 @@ def run(repeats: int, quick: bool) -> list[bench_common.Row]:
             # torch.compile's Triton compilation takes about a minute a size.
             *_stylize_rows((256, 512, 1024), (1024,), repeats),
             train_row(80, 4, repeats, steps=10), train_row(256, 4, repeats, steps=10)]
-  # 5 steps: one unrolled chunk (the engine's CPU default); the sweep on the
-  # CIFAR network at 64 px keeps 16 CPU runs inside minutes.
+  # Each group of rows in a process of its own (`bench_common.isolated`).
+  iso = bench_common.isolated
+  return [*iso(_gatys_rows, repeats),
+          *iso(_sweep_rows, repeats),
+          *iso(_stylize_rows, (256, 512, 1024), (), repeats),
+          *iso(_stylize_rows, (), (256, 512, 1024), repeats),
+          *iso(_train_rows, repeats)]
+
+
+def _gatys_rows(repeats):
+  # 5 steps: one unrolled chunk (the engine's CPU default).
+  torch.manual_seed(0)
+  vgg = models.load("vgg16", key=jax.random.PRNGKey(0))
   return [step_row(vgg, (256, 256), 5, repeats),
-          step_row(vgg, (512, 512), 5, max(1, repeats // 2)),
-          sweep_row(models.load("cifar_vgg"), (64, 64), 10, repeats),
-          *_stylize_rows((256, 512, 1024), (256, 512, 1024), repeats),
-          train_row(80, 4, repeats), train_row(256, 4, max(1, repeats // 2))]
+          step_row(vgg, (512, 512), 5, max(1, repeats // 2))]
+
+
+def _sweep_rows(repeats):
+  # The CIFAR network at 64 px keeps 16 CPU runs inside minutes.
+  torch.manual_seed(0)
+  return [sweep_row(models.load("cifar_vgg"), (64, 64), 10, repeats)]
+
+
+def _train_rows(repeats):
+  torch.manual_seed(0)
+  return [train_row(80, 4, repeats), train_row(256, 4, max(1, repeats // 2))]
