@@ -49,6 +49,17 @@ the CIFAR VGG's training step at batch 128 went from 354 to 321 ms
 (`python experiments/benchmark.py train --repeats=5`, PyTorch beside it
 263 and 267 ms).
 
+One arena is shared with every other library in the process. PyTorch's
+allocations interleaved with ours fragment it: after VGG16 style-transfer
+steps at 512 px in both libraries, the shipped stylizer at 256 px took
+21-36 ms a call instead of 16.5, with glibc's `_int_malloc` and the arena
+lock at 28% and ~13% of `perf record`'s samples (3% and 2% fresh);
+`malloc_trim(0)` did not help. The same JAX steps alone left it unchanged
+(stylizer 256 / 1024 px, CIFAR VGG training step: 21.7 / 316 / 247 ms
+before, 20.3 / 310 / 240 after; thresholds of 64 MB instead of 1 GiB were
+slower, 21.6 / 366 / 320). So `experiments/bench_common.isolated` runs
+benchmark rows that mix the two in processes of their own.
+
 A user who sets `MALLOC_MMAP_THRESHOLD_` or `MALLOC_TRIM_THRESHOLD_` (glibc's
 own variables) or `CNNVIZ_JAX_KEEP_MALLOC=1` keeps glibc's behaviour, and
 one who sets `MALLOC_ARENA_MAX` keeps those arenas; other C libraries are

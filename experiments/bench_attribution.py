@@ -94,14 +94,23 @@ def run(repeats: int, quick: bool, *, steps: int = 50, samples: int = 50,
     return _suite("tiny 16x16 b4", model, x, t, steps=4, samples=4, per_call=16,
                   window=8, stride=4, layer="relu2_1", torch_layer="relu2_1",
                   repeats=1, warmup=1)
-  rows = []
+  # Each model's rows in a process of its own (`bench_common.isolated`).
+  return [*bench_common.isolated(_vgg16_rows, repeats, steps, samples,
+                                 captum_warmup),
+          *bench_common.isolated(_cifar_rows, repeats, steps, samples,
+                                 captum_warmup)]
+
+
+def _vgg16_rows(repeats, steps, samples, captum_warmup):
   model, x, t = _setup("vgg16", 4, (224, 224))
   # 16 images of 224x224 per call keeps VGG16's backward under ~1 GB.
-  rows += _suite("vgg16 224 b4", model, x, t, steps=steps, samples=samples,
-                 per_call=16, window=64, stride=32, layer="relu5_3",
-                 torch_layer="relu5_3", repeats=repeats, warmup=captum_warmup)
+  return _suite("vgg16 224 b4", model, x, t, steps=steps, samples=samples,
+                per_call=16, window=64, stride=32, layer="relu5_3",
+                torch_layer="relu5_3", repeats=repeats, warmup=captum_warmup)
+
+
+def _cifar_rows(repeats, steps, samples, captum_warmup):
   model, x, t = _setup("cifar_vgg", 256, (32, 32))
-  rows += _suite("cifar_vgg b256", model, x, t, steps=steps, samples=samples,
-                 per_call=256, window=8, stride=4, layer="relu4_1",
-                 torch_layer="relu4_1", repeats=repeats, warmup=captum_warmup)
-  return rows
+  return _suite("cifar_vgg b256", model, x, t, steps=steps, samples=samples,
+                per_call=256, window=8, stride=4, layer="relu4_1",
+                torch_layer="relu4_1", repeats=repeats, warmup=captum_warmup)
