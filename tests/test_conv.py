@@ -250,6 +250,18 @@ class Conv2dTest(chex.TestCase, parameterized.TestCase):
                        str((x_shape, k_shape, s)))
 
 
+  def test_weight_grad_plan_for_rgb_and_strided_layers(self):
+    # The formulations the eighth session's measurements chose (conv_plan).
+    cases = (((128, 32, 32, 3), (3, 3, 3, 64), 1, 1, "im2col_t"),  # CIFAR VGG
+             ((4, 224, 224, 3), (3, 3, 3, 64), 1, 1, "transposed"),  # VGG16
+             ((4, 264, 264, 3), (9, 9, 3, 32), 1, 0, "transposed"),  # Johnson
+             ((4, 227, 227, 3), (11, 11, 3, 64), 4, 2, "xla"),  # AlexNet
+             ((4, 258, 258, 32), (3, 3, 32, 64), 2, 0, "rows"))
+    for x_shape, k_shape, s, p, want in cases:
+      self.assertEqual(C.plan(x_shape, k_shape, s, p)["weight_grad"], want,
+                       str((x_shape, k_shape, s)))
+
+
 class ConvModuleTest(parameterized.TestCase):
 
   def test_same_params_as_flax_conv(self):

@@ -470,20 +470,16 @@ def _weight_grad_rule(c: int, kernel_shape, stride, batch: int,
   # with large temporaries); round robin, median of 9, ms.
   if c < 4:
     # 3x3 from RGB on XLA's formulation with transposed operands, on maps
-    # from 64x64: VGG16 conv1_1 at 224 batch 4 7.84 -> 6.80 (the per-row
-    # GEMMs, chosen before, 11.6), batch 1 3.07 -> 0.90, batch 16 at 64x64
-    # 3.62 -> 3.42. On smaller maps the channel-major im2col
-    # (`_im2col_t_weight_grad`; eighth session, round robin, median of 9):
-    # the CIFAR VGG's 32x32 at batch 128 6.65-8.06 -> 4.96-5.44 (transposed
-    # operands 6.04-7.60), batch 256 12.0 -> 10.9. On VGG16's 224x224 maps
-    # the three were within the noise (batch 4: 8.0-11.8 each); at batch 1
-    # the transposed operands won (1.41 vs im2col 1.90, XLA's own 4.0).
-    # Larger kernels from RGB take the transposed operands too (eighth
-    # session; it was XLA's own before): 9x9 3->32 at 256 (padding 4) batch
-    # 4 24.1 -> 15.4, at 264 unpadded batch 1 4.26 -> 3.55; 9x9 3->16 at
-    # 1032 batch 1 44.1 -> 41.1, 4 x 88x88 1.07 -> 0.88 (level: 4 x 264x264
-    # 3->16 11.4 vs 10.7-12.0); the im2col lost there (81 taps: 48.3 at 256
-    # batch 4). AlexNet's 11x11 stride 4 from RGB: XLA's own.
+    # from 64x64: VGG16 conv1_1 at 224 batch 4 7.84 -> 6.80, batch 1 3.07 ->
+    # 0.90 (eighth session: level with `_im2col_t_weight_grad` at batch 4,
+    # 1.41 vs 1.90 at batch 1). On smaller maps that channel-major im2col
+    # (eighth session, median of 9): the CIFAR VGG's 32x32 at batch 128
+    # 6.65-8.06 -> 4.96-5.44 (transposed operands 6.04-7.60), batch 256
+    # 12.0 -> 10.9. Larger kernels from RGB: transposed operands (it was
+    # XLA's own): 9x9 3->32 at 256 (padding 4) batch 4 24.1 -> 15.4, at 264
+    # batch 1 4.26 -> 3.55; 9x9 3->16 at 1032 44.1 -> 41.1, 4 x 88x88 1.07
+    # -> 0.88 (4 x 264x264: level); the im2col lost there (81 taps: 48.3 at
+    # 256 batch 4). AlexNet's 11x11 stride 4 from RGB: XLA's own.
     if not strided:
       return ("transposed" if taps > 9 or out_pixels >= 64 * 64
               else "im2col_t")
