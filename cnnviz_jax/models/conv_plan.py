@@ -335,7 +335,7 @@ def _im2col_weight_grad(x, g, *, kernel_shape, stride, pads):
 def _im2col_t_weight_grad(x, g, *, kernel_shape, stride, pads):
   """im2col in channel-major layout, then one GEMM `[kh*kw*C, M] @ [M, O]`
   (M = N*Ho*Wo): from few channels the patch matrix is small, and YNNPACK
-  runs this layout of the product far faster than the transposed-A one
+  runs this layout of the product faster than the transposed-A one
   ([288, 65536] x [65536, 64]: 7.8 vs 10.2 ms). Views in the minor axis
   with a stride are slow to gather: meant for stride 1."""
   kh, kw, c, o = kernel_shape
