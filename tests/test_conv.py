@@ -129,8 +129,8 @@ class Conv2dTest(chex.TestCase, parameterized.TestCase):
         _assert_close(self, g, r, str(methods))
 
   def test_stride_one_rectangular_kernels(self):
-    # Even and one-wide kernels: "tiles" windows that do not fill whole
-    # column tiles, "split" sub-kernels that overhang.
+    # Even and one-wide kernels: "phases" taps that fall outside the kernel
+    # at odd output sizes, "split" sub-kernels that overhang.
     for kh, kw, pads in ((1, 1, ((0, 0), (0, 0))), (3, 2, ((2, 0), (1, 3))),
                          (2, 5, ((0, 1), (0, 0))), (5, 6, ((1, 1), (2, 2)))):
       x, kernel, _ = _inputs(max(kh, kw), 2, 10, 13, 3, 4, seed=kh * 7 + kw)
@@ -237,7 +237,7 @@ class Conv2dTest(chex.TestCase, parameterized.TestCase):
   def test_plan_for_the_style_network(self):
     # The formulations the stylizer's layers rely on (reflection padding,
     # then unpadded convolutions) at 256x256.
-    cases = (((1, 264, 264, 3), (9, 9, 3, 16), 1, "tiles"),
+    cases = (((1, 264, 264, 3), (9, 9, 3, 16), 1, "phases"),
              ((1, 264, 264, 16), (9, 9, 16, 3), 1, "split"),
              ((1, 258, 258, 32), (3, 3, 32, 16), 1, "crop"),
              ((1, 258, 258, 16), (3, 3, 16, 32), 2, "xla"),

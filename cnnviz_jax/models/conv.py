@@ -32,8 +32,9 @@ EPYC, AVX-512; `experiments/bench_conv.py`) where it is not XLA's own:
   sub-kernels (`"phase"`), instead of XLA's convolution of an s-dilated
   input;
 - forward: large kernels to few outputs as one 3x3 convolution to many plus
-  shifted sums (`"split"`); wide kernels from RGB to few outputs as a
-  kh x 1 convolution over tiles of two output columns (`"tiles"`); unpadded
+  shifted sums (`"split"`); large kernels from RGB 2x2 output block by
+  block, one convolution of the space-to-depth input to the four output
+  phases (`"phases"`); unpadded
   3x3 convolutions on large maps given a ring of padding that is cropped off
   again (`"crop"`). Two formulations
   that won under YNNPACK lost under Eigen and are kept for measurement only:

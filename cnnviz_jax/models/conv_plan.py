@@ -150,42 +150,41 @@ def _s2d_forward(x, kernel, *, stride, pads):
                           k.reshape(qh, qw, sh * sw * c, o))
 
 
-_TILE = 2  # "tiles" output columns per tile
-
-
-def _tiles_forward(x, kernel, *, stride, pads):
-  """A wide kernel from few channels as a kh x 1 convolution over column
-  tiles.
-
-  Output columns `T*t .. T*t + T-1` (T = `_TILE`) need input columns `T*t ..
-  T*t + T + kw - 2`; those, times the C channels, become the channels of
-  tile `t` (the map shrinks T-fold in width), and the kernel the banded
-  (Toeplitz) `[kh, 1, (T + kw - 1) * C, T * O]` one, with zeros where a
-  column is outside an output's window: the same products plus (T-1)/kw
-  more with zero taps. Eigen packs the many-channel operand far better
-  than 3-channel patches. Stride 1 only (else XLA's own). Johnson's first
-  layer (9x9 3->16, reflection-padded, batch 1) on the 2-core EPYC, ms,
-  XLA's own -> this, median of 7-9: 256x256 3.4-4.6 -> 2.7-3.0, 512 13.1
-  -> 10.6, 1024 70.7-77.5 -> 41.9-48.6; batch 4 at 80x80 1.3 -> 1.1. Level
-  with 32 outputs; tiles of 3-6 columns, row phases or channel padding to
-  8 were no faster."""
+def _phases_forward(x, kernel, *, stride, pads):
+  """A stride-1 convolution from few channels, 2x2 output block by block:
+  output pixel `(2i + a, 2j + b)` is a `ceil((k + 1) / 2)`-sized stride-1
+  convolution of the 2x2 space-to-depth input (4C channels) at `(i, j)`
+  with phase `(a, b)`'s taps (zero where a tap falls outside the kernel),
+  so one convolution to 4*O channels computes the four phases, and a
+  depth-to-space pass interleaves them: ~1.2x the multiply-adds (9x9: 5x5
+  taps over 4 phases vs 81) on a map a quarter the size with 4x the
+  channels. Stride 1 only (else XLA's own). Johnson's 9x9 3->16 first
+  layer, batch 1, ms, column tiles (`_tiles_forward`) -> this: 1024x1024
+  51.3 -> 33.5, 256x256 3.09 -> 2.33."""
   if max(stride) > 1:
     return _xla_forward(x, kernel, stride=stride, pads=pads)
-  kh, kw, c, o = kernel.shape
-  t = _TILE
   xp = _pad_input(x, pads)
-  n, ho, wo = xp.shape[0], xp.shape[1] - kh + 1, xp.shape[2] - kw + 1
-  nt, q = -(-wo // t), -(-(t + kw - 1) // t)  # tiles; column groups per tile
-  cols = t * (nt + q - 1)  # >= wo + kw - 1, the padded width
-  xp = jnp.pad(xp, ((0, 0), (0, 0), (0, cols - xp.shape[2]), (0, 0)))
-  g = xp.reshape(n, xp.shape[1], cols // t, t * c)   # column groups of t
-  tiles = jnp.concatenate([g[:, :, u:u + nt] for u in range(q)], axis=-1)
-  # Tile column j = t*u + v sees tap j - p for output column p of the tile.
-  band = jnp.stack([jnp.pad(kernel, ((0, 0), (p, q * t - kw - p), (0, 0), (0, 0)))
-                    for p in range(t)], axis=3)       # [kh, q*t, c, t, o]
-  y = _xla_forward(tiles, band.reshape(kh, 1, q * t * c, t * o), stride=(1, 1),
-                   pads=((0, 0), (0, 0)))
-  return y.reshape(n, ho, nt * t, o)[:, :, :wo]
+  n, h, w, c = xp.shape
+  kh, kw, _, o = kernel.shape
+  ho, wo = h - kh + 1, w - kw + 1
+  h2, w2 = -(-ho // 2), -(-wo // 2)          # output blocks
+  qh, qw = -(-(kh + 1) // 2), -(-(kw + 1) // 2)  # taps per phase
+  rows, cols = 2 * (h2 + qh - 1), 2 * (w2 + qw - 1)
+  xp = jnp.pad(xp, ((0, 0), (0, max(0, rows - h)), (0, max(0, cols - w)),
+                    (0, 0)))[:, :rows, :cols]
+  xs = xp.reshape(n, rows // 2, 2, cols // 2, 2, c).transpose(0, 1, 3, 2, 4, 5)
+  # Phase (a, b) reads kernel tap (2U + p - a, 2V + q - b) at block offset
+  # (U, V) and sub-pixel (p, q); one zero row/column on each side of the
+  # kernel supplies the taps outside it.
+  kp = jnp.pad(kernel, ((1, 2 * qh - kh), (1, 2 * qw - kw), (0, 0), (0, 0)))
+  subs = [kp[1 - a:1 - a + 2 * qh, 1 - b:1 - b + 2 * qw]
+          .reshape(qh, 2, qw, 2, c, o).transpose(0, 2, 1, 3, 4, 5)
+          .reshape(qh, qw, 4 * c, o) for a in range(2) for b in range(2)]
+  y = _xla_forward(xs.reshape(n, rows // 2, cols // 2, 4 * c),
+                   jnp.stack(subs, axis=-2).reshape(qh, qw, 4 * c, 4 * o),
+                   stride=(1, 1), pads=((0, 0), (0, 0)))
+  y = y.reshape(n, h2, w2, 2, 2, o).transpose(0, 1, 3, 2, 4, 5)
+  return y.reshape(n, 2 * h2, 2 * w2, o)[:, :ho, :wo]
 
 
 def _winograd_forward(x, kernel, *, stride, pads):
@@ -198,7 +197,7 @@ def _winograd_forward(x, kernel, *, stride, pads):
 
 FORWARD: dict[str, Callable] = {"xla": _xla_forward, "pad4": _pad4_forward,
                                 "crop": _crop_forward, "split": _split_forward,
-                                "s2d": _s2d_forward, "tiles": _tiles_forward,
+                                "s2d": _s2d_forward, "phases": _phases_forward,
                                 "winograd": _winograd_forward}
 
 
@@ -420,11 +419,15 @@ def _forward_rule(c: int, kernel_shape, stride, pads, batch_pixels: int) -> str:
   # `_split_forward`: 9x9 32->3 at 264x264 20.4 -> 4.2, 16->3 16.8 -> 2.7.
   if o < 8 and min(kh, kw) >= 5:
     return "split"
-  # A wide kernel from RGB to few outputs (Johnson's first layer), see
-  # `_tiles_forward`: 9x9 3->16 at 1024x1024 70.7 -> 41.9; level at 32
-  # outputs.
-  if c < 4 and kw >= 5 and o <= 16 and max(stride) == 1:
-    return "tiles"
+  # A large kernel from RGB (Johnson's first layer), 2x2 output block by
+  # block (`_phases_forward`; eighth session, round robin, median of 9):
+  # 9x9 3->16 at 1032 62.6 -> 35.1 (a 9x1 convolution over column tiles,
+  # the rule before, removed since: 71.4), 520 13.6 -> 8.4 (11.6), 4 x 264 13.9 -> 8.5 (11.7),
+  # 4 x 88 1.41 -> 0.84 (1.09); 9x9 3->32 at 256 (padding 4) batch 4 19.4 ->
+  # 14.7, at 1032 level (86.4 vs 83.4). Not for 3x3 (VGG16 conv1_1 5.5 vs
+  # 9.2).
+  if c < 4 and min(kh, kw) >= 5 and o <= 32 and max(stride) == 1:
+    return "phases"
   # Unpadded stride-1 3x3 convolutions on large maps to few outputs
   # (`_crop_forward`): 258x258 32->16 4.5 -> 3.1; not to more outputs
   # (258x258 32->64 6.3 vs 10.3, 514x514 32->64 52.9 vs 56.3, batch 4 x
