@@ -97,15 +97,9 @@ def isolated(fn: Callable[..., object], *args):
   name (a module-level function); its output goes to this process's
   streams.
 
-  Why (eighth session): the library keeps one malloc arena that holds on to
-  freed memory (`cnnviz_jax/_xla_cpu.py`), and PyTorch allocates from the
-  same arena when both run in one process. After the Gatys rows (VGG16 at
-  512 px, both libraries) the shipped stylizer at 256 px took 21-36 ms a
-  call instead of 16.5 (glibc's `_int_malloc` and the arena lock took 28%
-  and ~13% of the samples under `perf record`, against 3% and 2% fresh);
-  after a `torch.compile` row the CIFAR training step took 300 ms instead of
-  244. Each group of rows in a process of its own times both sides in the
-  state a user's process is in, not in the heap earlier rows left."""
+  Why: the library's one malloc arena is shared with PyTorch in this
+  process, and the heap earlier rows leave there slowed later rows of ours
+  up to 2x (figures in `cnnviz_jax/_xla_cpu.py`'s docstring)."""
   if jax.devices()[0].platform != "cpu":
     return fn(*args)
   import multiprocessing
