@@ -87,7 +87,8 @@ def training_metrics(out: dict, workdir: str, parts) -> dict:
 def recipe_from(config, style_names) -> style.Recipe:
   return style.Recipe(
       style_names=tuple(style_names), channels=launch.int_list(config, "channels"),
-      num_residual=config.num_residual, crop=config.crop, batch=config.batch,
+      num_residual=config.num_residual, noise_channels=config.noise_channels,
+      crop=config.crop, batch=config.batch,
       steps=config.steps, learning_rate=config.learning_rate,
       style_weight=config.style_weight, content_weight=config.content_weight,
       tv_weight=config.tv_weight, style_size=config.style_size,
@@ -100,7 +101,8 @@ def run(config, workdir: str) -> dict:
   launch.check_at_least(config, steps=1, batch=1, crop=32, steps_per_run=0,
                         steps_per_call=1,
                         checkpoint_every=1, log_every=1, preview_size=2,
-                        cifar_per_class=1, num_residual=0, style_size=32)
+                        cifar_per_class=1, num_residual=0, noise_channels=0,
+                        style_size=32)
   launch.check_positive(config, "learning_rate")
   launch.check_choice(config, "loss_network", models.names())
   styles, names = style_images(config)

@@ -154,6 +154,42 @@ class StylizerTest(chex.TestCase, parameterized.TestCase):
     with self.assertRaisesRegex(ValueError, "at least 2x2"):
       style.stylize(net, params, jnp.zeros((1, 1, 8, 3)))
 
+  @chex.variants(with_jit=True, without_jit=True)
+  def test_noise_input(self):
+    # Ulyanov et al.'s noise maps: one field per key, shared by the batch.
+    net = style.Stylizer(num_styles=2, noise_channels=2, **NARROW)
+    params = net.init_params(KEY)
+    x = images(3, (13, 16))
+    run = self.variant(lambda x, key: style.stylize(net, params, x, style=1, key=key))
+    a = run(x, jax.random.PRNGKey(0))
+    np.testing.assert_array_equal(a, style.stylize(net, params, x, style=1))
+    self.assertGreater(float(jnp.abs(a - run(x, jax.random.PRNGKey(1))).max()), 1e-3)
+    for i in range(3):  # the batch stylizes as its images one by one
+      np.testing.assert_allclose(a[i], style.stylize(net, params, x[i], style=1),
+                                 atol=1e-5)
+    # On a flat image the noise is all the network has to paint with.
+    flat = jnp.full((1, 24, 24, 3), 0.5)
+    self.assertGreater(float(style.stylize(net, params, flat, style=0)[0, 8:16, 8:16].std()),
+                       1e-3)
+    plain = style.Stylizer(num_styles=2, **NARROW)
+    out = style.stylize(plain, plain.init_params(KEY), flat, style=0)[0, 8:16, 8:16]
+    self.assertLess(float(out.std()), 1e-5)
+    noise = style.noise_like(net, x)
+    self.assertEqual(noise.shape, (1, 13, 16, 2))
+    self.assertIsNone(style.noise_like(plain, x))
+    w = jax.nn.one_hot(jnp.array([1, 1, 1]), 2)
+    np.testing.assert_allclose(net.apply({"params": params}, x, w, noise), a, atol=1e-5)
+    with self.assertRaisesRegex(ValueError, r"noise \[N or 1, 13, 16, 2\]"):
+      net.apply({"params": params}, x, w)
+    with self.assertRaisesRegex(ValueError, "got \\(1, 13, 16, 1\\)"):
+      net.apply({"params": params}, x, w, noise[..., :1])
+    # The checkpoint keeps the noise input.
+    path = os.path.join(tmpdir(self), "n.safetensors")
+    style.save_stylizer(path, net, params, style_names=["a", "b"])
+    net2, params2 = style.load_stylizer(path)
+    self.assertEqual(net2.noise_channels, 2)
+    np.testing.assert_allclose(style.stylize(net2, params2, x, style=1), a, atol=1e-5)
+
   def test_equals_the_same_network_in_torch(self):
     # An independent implementation (torch's reflection pad, conv,
     # instance_norm, nearest interpolate) with the same parameters, at an
@@ -195,7 +231,7 @@ class StylizerTest(chex.TestCase, parameterized.TestCase):
       style.load_stylizer(path + ".absent")
 
 
-def tiny_setup(steps):
+def tiny_setup(steps, noise_channels=0):
   """A tiny training problem: the tiny loss network, two synthetic styles,
   one photo cropped at 16 px."""
   model = tiny_model()
@@ -207,7 +243,8 @@ def tiny_setup(steps):
   photo = samples.bundled_photos(max_side=64).get("china", samples.synthetic_pattern(64))
   pool = style.content_pool([photo], np.zeros((4, 32, 32, 3), np.uint8) + 128, 16, (32, 48))
   recipe = style.Recipe(style_names=("stripes", "dots"), channels=(4, 8, 8),
-                        num_residual=1, crop=16, batch=2, steps=steps,
+                        num_residual=1, noise_channels=noise_channels,
+                        crop=16, batch=2, steps=steps,
                         learning_rate=1e-2, style_size=24, scales=(32, 48),
                         cifar_fraction=0.5, loss_network="tiny")
   return model, [stripes, dots], pool, recipe
@@ -234,7 +271,8 @@ class TrainTest(absltest.TestCase):
 
   def test_killed_and_resumed_equals_uninterrupted(self):
     import dataclasses
-    model, styles, pool, recipe = tiny_setup(8)
+    # With a noise input: its maps are drawn from (seed, step) too.
+    model, styles, pool, recipe = tiny_setup(8, noise_channels=1)
     quiet = lambda e: None
     full = style.train(recipe, model, styles, pool, tmpdir(self),
                        checkpoint_every=2, log_every=2, progress=quiet)

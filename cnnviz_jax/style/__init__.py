@@ -32,7 +32,7 @@ from cnnviz_jax.style._transfer import (
     transfer_sweep)
 from cnnviz_jax.style._stylizer import (
     CondInstanceNorm, Stylizer, architecture, instance_norm, load_stylizer,
-    save_stylizer, style_weights, stylize, stylizer_info)
+    noise_like, save_stylizer, style_weights, stylize, stylizer_info)
 from cnnviz_jax.style._fast_train import (
     CHECKPOINT, EXPORT, ContentPool, Recipe, batch_for_step, check_recipe,
     content_pool, make_loss, style_targets, train)
@@ -51,7 +51,7 @@ __all__ = ["blend_grams", "content_loss", "gram_loss", "gram_matrix",
            "texture_problem", "transfer", "transfer_multiscale",
            "transfer_problem", "transfer_sweep", "CondInstanceNorm",
            "Stylizer", "architecture", "instance_norm", "load_stylizer",
-           "save_stylizer", "style_weights", "stylize", "stylizer_info",
+           "noise_like", "save_stylizer", "style_weights", "stylize", "stylizer_info",
            "CHECKPOINT", "EXPORT", "ContentPool", "Recipe", "batch_for_step",
            "check_recipe", "content_pool", "make_loss", "style_targets",
            "train", "ADAIN_EXPORT", "AdaIN", "AdaINRecipe", "Decoder", "adain",

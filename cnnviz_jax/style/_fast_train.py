@@ -72,7 +72,9 @@ class Recipe:
 
   Attributes:
     style_names: one name per style (the network's style order).
-    channels, num_residual: the `Stylizer` architecture.
+    channels, num_residual, noise_channels: the `Stylizer` architecture
+      (noise: fresh uniform maps for every image of every step, drawn from
+      `(seed, step)`).
     crop: side of the square content crops, pixels.
     batch: images per step.
     steps: total optimizer steps.
@@ -87,6 +89,7 @@ class Recipe:
   style_names: tuple
   channels: tuple = (16, 32, 64)
   num_residual: int = 3
+  noise_channels: int = 0
   crop: int = 80
   batch: int = 4
   steps: int = 2000
@@ -116,8 +119,9 @@ def check_recipe(r: Recipe) -> None:
     raise ValueError("style_names is empty; train on at least one style.")
   if len(r.channels) != 3 or any(int(c) < 1 for c in r.channels):
     raise ValueError(f"channels must be 3 widths >= 1; got {r.channels!r}.")
-  for k in ("num_residual", "batch", "steps", "crop", "style_size"):
-    if int(getattr(r, k)) < (0 if k == "num_residual" else 1):
+  for k in ("num_residual", "noise_channels", "batch", "steps", "crop",
+            "style_size"):
+    if int(getattr(r, k)) < (0 if k in ("num_residual", "noise_channels") else 1):
       raise ValueError(f"{k} must be >= 1; got {getattr(r, k)!r}.")
   for k in ("learning_rate",):
     if not getattr(r, k) > 0:
@@ -162,17 +166,23 @@ def style_targets(model, styles: Sequence[Array], layers: Sequence[str],
 
 
 def make_loss(stylizer: S.Stylizer, model, recipe: Recipe) -> Callable:
-  """`loss(params, loss_params, targets, images, styles) -> (scalar, parts)`:
-  the weighted perceptual loss averaged over the batch, and its unweighted
-  parts `{"style", "content", "tv"}` (batch means; style and content are the
-  relative errors of `_gram`, style averaged over the layers). `targets` are
-  `style_targets` (per layer `[S, C, C]`), `styles` int `[B]`."""
+  """`loss(params, loss_params, targets, images, styles, step=0) -> (scalar,
+  parts)`: the weighted perceptual loss averaged over the batch, and its
+  unweighted parts `{"style", "content", "tv"}` (batch means; style and
+  content are the relative errors of `_gram`, style averaged over the
+  layers). `targets` are `style_targets` (per layer `[S, C, C]`), `styles`
+  int `[B]`; `step` (int) draws the noise input of a stylizer with
+  `noise_channels`, one map per image, from `(recipe.seed, step)`."""
   layers, content_layer = _transfer.default_layers(model)
   lw = [1.0 / len(layers)] * len(layers)  # Gatys et al. 2016: equal layers
 
-  def loss(params, loss_params, targets, images, styles):
+  def loss(params, loss_params, targets, images, styles, step=0):
     w = jax.nn.one_hot(styles, stylizer.num_styles)
-    out = stylizer.apply({"params": params}, images, w)
+    noise = None
+    if stylizer.noise_channels:
+      key = jax.random.fold_in(jax.random.PRNGKey(recipe.seed), step)
+      noise = jax.random.uniform(key, (*images.shape[:3], stylizer.noise_channels))
+    out = stylizer.apply({"params": params}, images, w, noise)
     _, feats = model.apply(loss_params, images, taps=(content_layer,), logits=False)
     style_obj = _gram.style_loss(layers, [t[styles] for t in targets], lw)
     content_obj = _gram.content_loss(
@@ -214,17 +224,18 @@ def _cached_chunk(stylizer, model_handle, recipe):
 
 
 def make_chunk(loss_fn, optimizer):
-  """`chunk(params, opt_state, loss_params, targets, images, styles, active)
-  -> (params, opt_state, metrics)`: one optimizer step per leading index of
-  `images` `[n, ...]` and `styles` `[n, ...]` (the batches of n consecutive
-  steps) where bool `active` `[n]` is set (elsewhere the state passes
+  """`chunk(params, opt_state, loss_params, targets, *inputs, active) ->
+  (params, opt_state, metrics)`: one optimizer step per leading index of
+  the `inputs` `[n, ...]` (e.g. images and styles: the batches of n
+  consecutive steps, `loss_fn`'s arguments after `targets`) where bool
+  `active` `[n]` is set (elsewhere the state passes
   through unchanged), jitted, the n steps unrolled (XLA:CPU ran them as a
   loop ~6x slower, and 10 steps unrolled 1.19x faster than 10 calls of a
   one-step function: 88.8 vs 106.1 ms a step, the shipped recipe's 80 px
   batch of 4); the params and optimizer state donated. `metrics` maps
   `"loss"` and the loss's parts to `[n]` arrays. A new `n` compiles anew."""
 
-  def chunk(params, opt_state, loss_params, targets, images, styles, active):
+  def chunk(params, opt_state, loss_params, targets, *batches):
     def one(state, batch):
       params, opt_state = state
       *inputs, on = batch
@@ -236,7 +247,7 @@ def make_chunk(loss_fn, optimizer):
       return state, {"loss": total, **parts}
 
     (params, opt_state), metrics = jax.lax.scan(
-        one, (params, opt_state), (images, styles, active), unroll=True)
+        one, (params, opt_state), batches, unroll=True)
     return params, opt_state, metrics
 
   return jax.jit(chunk, donate_argnums=(0, 1))
@@ -416,7 +427,8 @@ def train(recipe: Recipe, model, styles: Sequence[Array], pool: ContentPool,
   check_loop_args(steps_per_run, checkpoint_every, log_every, steps_per_call)
   stylizer = S.Stylizer(num_styles=len(recipe.style_names),
                         channels=tuple(recipe.channels),
-                        num_residual=recipe.num_residual)
+                        num_residual=recipe.num_residual,
+                        noise_channels=recipe.noise_channels)
   layers, _ = _transfer.default_layers(model)
   targets = style_targets(model, styles, layers, recipe.style_size)
   optimizer = optax.adam(recipe.learning_rate)
@@ -429,7 +441,8 @@ def train(recipe: Recipe, model, styles: Sequence[Array], pool: ContentPool,
   def advance(p, o, first, active):
     x, s = stacked_batches(lambda step: batch_for_step(pool, recipe, step),
                            first, len(active))
-    return chunk_fn(p, o, model.params, targets, x, s, active)
+    steps = np.arange(first, first + len(active), dtype=np.int32)
+    return chunk_fn(p, o, model.params, targets, x, s, steps, active)
 
   def export(p, step):
     S.save_stylizer(os.path.join(workdir, EXPORT), stylizer, p,

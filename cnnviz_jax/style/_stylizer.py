@@ -223,19 +223,37 @@ class Stylizer(nn.Module):
     channels: widths of the three encoder stages (Johnson: 32, 64, 128).
     num_residual: residual blocks at the lowest resolution (Johnson: 5).
 
-  Call `stylizer.apply(params, images, weights)`: `images` float32
+    noise_channels: uniform noise maps concatenated to the input (Ulyanov
+      et al. 2016's texture networks): a source of texture over flat
+      regions, where a network without one can only repeat a pattern of
+      its downsampling period (0: none, Johnson's network).
+
+  Call `stylizer.apply(params, images, weights, noise)`: `images` float32
   `[N, H, W, 3]` in [0, 1], any `H, W >= 2`; `weights` float32 `[N, S]`
-  style weights (rows one-hot or convex). Returns `[N, H, W, 3]` in (0, 1).
-  Use `stylize` for checked arguments and style indices.
+  style weights (rows one-hot or convex); `noise` float32 `[N or 1, H, W,
+  noise_channels]` in [0, 1] (only with `noise_channels`). Returns
+  `[N, H, W, 3]` in (0, 1). Use `stylize` for checked arguments, style
+  indices and the noise.
   """
   num_styles: int = 1
   channels: tuple = (16, 32, 64)
   num_residual: int = 3
+  noise_channels: int = 0
 
   @nn.compact
-  def __call__(self, images: Array, weights: Array) -> Array:
+  def __call__(self, images: Array, weights: Array,
+               noise: Optional[Array] = None) -> Array:
     s, (c1, c2, c3) = self.num_styles, self.channels
     x = images * 2.0 - 1.0  # centred; the first IN removes the offset anyway
+    if self.noise_channels:
+      want = (*x.shape[1:3], self.noise_channels)
+      if noise is None or tuple(noise.shape[1:]) != want:
+        raise ValueError(f"this stylizer takes noise [N or 1, {want[0]}, "
+                         f"{want[1]}, {want[2]}] in [0, 1] (`stylize` makes "
+                         f"it from a key); got "
+                         f"{None if noise is None else tuple(noise.shape)}.")
+      noise = jnp.broadcast_to(noise, (x.shape[0], *want))
+      x = jnp.concatenate([x, noise * 2.0 - 1.0], axis=-1)
     x = ConvNorm(c1, 9, s, name="enc1")(x, weights)
     h1 = x.shape[1:3]
     x = ConvNorm(c2, 3, s, stride=2, name="enc2")(x, weights)
@@ -262,7 +280,19 @@ def _init_params(stylizer, key, hw):
   # ops one by one (the AdaIN launcher's smoke run 13.1 -> 9.5 s jitted).
   x = jnp.zeros((1, *hw, 3), jnp.float32)
   w = jnp.ones((1, stylizer.num_styles), jnp.float32) / stylizer.num_styles
-  return stylizer.init(key, x, w)["params"]
+  return stylizer.init(key, x, w, noise_like(stylizer, x))["params"]
+
+
+def noise_like(stylizer: Stylizer, images: Array,
+               key: Optional[Array] = None) -> Optional[Array]:
+  """The noise input for `images` `[N, H, W, 3]`: uniform `[1, H, W,
+  noise_channels]` from `key` (None: `PRNGKey(0)`, so a call is
+  reproducible), shared by every image of the batch (a batch stylizes as
+  its images one by one do); None for a network without noise."""
+  if not stylizer.noise_channels:
+    return None
+  key = jax.random.PRNGKey(0) if key is None else key
+  return jax.random.uniform(key, (1, *images.shape[1:3], stylizer.noise_channels))
 
 
 def style_weights(style, num_styles: int, n: int) -> Array:
@@ -303,12 +333,14 @@ def style_weights(style, num_styles: int, n: int) -> Array:
 
 
 @functools.partial(jax.jit, static_argnums=0)
-def _forward(stylizer, params, images, weights):
-  return stylizer.apply({"params": params}, images, weights)
+def _forward(stylizer, params, images, weights, key):
+  return stylizer.apply({"params": params}, images, weights,
+                        noise_like(stylizer, images, key))
 
 
 def stylize(stylizer: Stylizer, params, images: Array, *,
-            style: Union[int, Sequence[float], Array] = 0) -> Array:
+            style: Union[int, Sequence[float], Array] = 0,
+            key: Optional[Array] = None) -> Array:
   """Stylizes images in one forward pass.
 
   Args:
@@ -318,6 +350,9 @@ def stylize(stylizer: Stylizer, params, images: Array, *,
       `H, W >= 2`, odd sizes too.
     style: a style index, or weights `[S]` (>= 0, summing to 1) blending the
       styles' normalization parameters (Dumoulin et al. 2017), or `[N, S]`.
+    key: PRNG key of the noise input of a network with `noise_channels`
+      (None: `PRNGKey(0)`, the same picture every call; another key paints
+      other strokes). Ignored by a network without noise.
 
   Returns:
     float32 `[N, H, W, 3]` in [0, 1] (`[H, W, 3]` for one image): the same
@@ -343,7 +378,8 @@ def stylize(stylizer: Stylizer, params, images: Array, *,
       raise ValueError(f"images must hold values in [0, 1]; got range "
                        f"[{lo:.4g}, {hi:.4g}].")
   w = style_weights(style, stylizer.num_styles, x.shape[0])
-  out = _forward(stylizer, params, x, w)
+  out = _forward(stylizer, params, x, w,
+                 jax.random.PRNGKey(0) if key is None else key)
   return out[0] if single else out
 
 
@@ -356,7 +392,8 @@ def expected_shapes(stylizer: Stylizer) -> dict:
 def architecture(stylizer: Stylizer) -> dict:
   """The fields that rebuild `stylizer` (stored in checkpoints)."""
   return {"num_styles": stylizer.num_styles, "channels": list(stylizer.channels),
-          "num_residual": stylizer.num_residual}
+          "num_residual": stylizer.num_residual,
+          "noise_channels": stylizer.noise_channels}
 
 
 def save_stylizer(path: str, stylizer: Stylizer, params, *,
@@ -396,7 +433,8 @@ def load_stylizer(path: Optional[str] = None):
   arch = meta["architecture"]
   stylizer = Stylizer(num_styles=int(arch["num_styles"]),
                       channels=tuple(int(c) for c in arch["channels"]),
-                      num_residual=int(arch["num_residual"]))
+                      num_residual=int(arch["num_residual"]),
+                      noise_channels=int(arch.get("noise_channels", 0)))
   params, _ = checkpoint.load(path, expected_shapes(stylizer))
   return stylizer, jax.tree_util.tree_map(jnp.asarray, params)
 

@@ -52,6 +52,9 @@ def get_config(arg=None) -> ml_collections.ConfigDict:
   c.loss_network = "cifar_vgg"  # the style issue's choice (docs/style_loss_networks.png)
   c.channels = "16,32,64"     # Johnson's 32,64,128 halved: 2-core CPU budget
   c.num_residual = 3          # Johnson: 5
+  # Uniform noise maps beside the image (Ulyanov et al. 2016): texture for
+  # flat regions (see the model card's hatching note).
+  c.noise_channels = 0
   c.crop = 80                 # Johnson: 256 (see the model card)
   c.batch = 4                 # one image of each of the four styles per step
   c.steps = 5000
