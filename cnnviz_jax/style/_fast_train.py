@@ -121,8 +121,9 @@ def check_recipe(r: Recipe) -> None:
     raise ValueError(f"channels must be 3 widths >= 1; got {r.channels!r}.")
   for k in ("num_residual", "noise_channels", "batch", "steps", "crop",
             "style_size"):
-    if int(getattr(r, k)) < (0 if k in ("num_residual", "noise_channels") else 1):
-      raise ValueError(f"{k} must be >= 1; got {getattr(r, k)!r}.")
+    least = 0 if k in ("num_residual", "noise_channels") else 1
+    if int(getattr(r, k)) < least:
+      raise ValueError(f"{k} must be >= {least}; got {getattr(r, k)!r}.")
   for k in ("learning_rate",):
     if not getattr(r, k) > 0:
       raise ValueError(f"{k} must be > 0; got {getattr(r, k)!r}.")
