@@ -222,11 +222,10 @@ class Stylizer(nn.Module):
     num_styles: styles the norm layers condition on (1: plain IN).
     channels: widths of the three encoder stages (Johnson: 32, 64, 128).
     num_residual: residual blocks at the lowest resolution (Johnson: 5).
-
     noise_channels: uniform noise maps concatenated to the input (Ulyanov
-      et al. 2016's texture networks): a source of texture over flat
-      regions, where a network without one can only repeat a pattern of
-      its downsampling period (0: none, Johnson's network).
+      et al. 2016's texture networks), a random source of texture for flat
+      regions (0: none, Johnson's network). It did not cure the shipped
+      recipe's hatching (README, "The noise input, tried").
 
   Call `stylizer.apply(params, images, weights, noise)`: `images` float32
   `[N, H, W, 3]` in [0, 1], any `H, W >= 2`; `weights` float32 `[N, S]`
