@@ -377,8 +377,7 @@ def stylize(stylizer: Stylizer, params, images: Array, *,
       raise ValueError(f"images must hold values in [0, 1]; got range "
                        f"[{lo:.4g}, {hi:.4g}].")
   w = style_weights(style, stylizer.num_styles, x.shape[0])
-  out = _forward(stylizer, params, x, w,
-                 jax.random.PRNGKey(0) if key is None else key)
+  out = _forward(stylizer, params, x, w, key)
   return out[0] if single else out
 
 
