@@ -314,6 +314,20 @@ class TrainTest(absltest.TestCase):
       style.train(dataclasses.replace(recipe, learning_rate=0.5), model, styles,
                   pool, work, progress=quiet)
 
+  def test_a_recipe_stored_before_a_field_existed_resumes_with_its_default(self):
+    from cnnviz_jax.style import _fast_train
+    defaults = _fast_train.recipe_defaults(style.Recipe)
+    self.assertEqual(defaults["noise_channels"], 0)
+    self.assertEqual(defaults["channels"], [16, 32, 64])
+    new = style.Recipe(style_names=("a",)).to_json()
+    old = {k: v for k, v in new.items() if k != "noise_channels"}
+    _fast_train._check_resume(old, new, 0, "ckpt", defaults)  # resumes
+    with self.assertRaisesRegex(ValueError, "noise_channels: 0 -> 2"):
+      _fast_train._check_resume(old, dict(new, noise_channels=2), 0, "ckpt",
+                                defaults)
+    with self.assertRaisesRegex(ValueError, "noise_channels: None -> 0"):
+      _fast_train._check_resume(old, new, 0, "ckpt", {})  # no default known
+
   def test_chunks_divide_the_log_and_checkpoint_periods(self):
     from cnnviz_jax.style import _fast_train
     for args, length in (((10, 20, 100), 10), ((10, 10, 50), 10),

@@ -466,7 +466,8 @@ def train_adain(recipe: AdaINRecipe, model, content: FT.ContentPool,
   out = FT.run_training(workdir, recipe.to_json(), params, optimizer.init(params),
                         advance, export, steps_per_run=steps_per_run,
                         checkpoint_every=checkpoint_every, log_every=log_every,
-                        progress=progress, steps_per_call=steps_per_call)
+                        progress=progress, steps_per_call=steps_per_call,
+                        defaults=FT.recipe_defaults(type(recipe)))
   return dict(out, net=net(out["params"]))
 
 

@@ -113,6 +113,14 @@ def recipe_json(recipe) -> dict:
           for k, v in dataclasses.asdict(recipe).items()}
 
 
+def recipe_defaults(cls) -> dict:
+  """A recipe dataclass's default fields as JSON-able values: what a stored
+  recipe written before a field existed is read with."""
+  return {f.name: list(f.default) if isinstance(f.default, tuple) else f.default
+          for f in dataclasses.fields(cls)
+          if f.default is not dataclasses.MISSING}
+
+
 def check_recipe(r: Recipe) -> None:
   """Raises ValueError naming the first invalid field."""
   if not r.style_names:
@@ -260,7 +268,9 @@ def _read(path: str) -> dict:
   return checkpoint.read_training_state(path, _FORMAT)
 
 
-def _check_resume(old: dict, new: dict, step: int, path: str) -> None:
+def _check_resume(old: dict, new: dict, step: int, path: str,
+                  defaults: dict) -> None:
+  old = {**{k: v for k, v in defaults.items() if k in new}, **old}
   changed = [f"{k}: {old.get(k)!r} -> {new.get(k)!r}"
              for k in sorted(set(old) | set(new))
              if k not in RESUMABLE and old.get(k) != new.get(k)]
@@ -297,7 +307,8 @@ def run_training(workdir: str, meta: dict, params, opt_state,
                  advance: Callable, export: Callable[[object, int], None], *,
                  steps_per_run: Optional[int], checkpoint_every: int,
                  log_every: int, progress: Optional[Callable[[dict], None]],
-                 steps_per_call: int = 1) -> dict:
+                 steps_per_call: int = 1,
+                 defaults: Optional[dict] = None) -> dict:
   """The resumable loop of every feed-forward network trained here.
 
   Args:
@@ -316,6 +327,8 @@ def run_training(workdir: str, meta: dict, params, opt_state,
       called with every checkpoint.
     steps_per_run, checkpoint_every, log_every, progress, steps_per_call:
       as in `train`.
+    defaults: recipe fields a stored recipe may lack (it was written before
+      they existed), read as these values (`recipe_defaults`).
 
   Returns:
     `{"step", "done", "history", "seconds", "params"}`.
@@ -330,7 +343,8 @@ def run_training(workdir: str, meta: dict, params, opt_state,
   path = os.path.join(workdir, CHECKPOINT)
   if os.path.exists(path):
     stored = _read(path)
-    _check_resume(json.loads(stored["recipe"]), meta, int(stored["step"]), path)
+    _check_resume(json.loads(stored["recipe"]), meta, int(stored["step"]), path,
+                  defaults or {})
     template = {"params": params, "opt_state": opt_state}
     restored = flax.serialization.from_state_dict(
         template, {"params": stored["params"], "opt_state": stored["opt_state"]})
@@ -453,5 +467,6 @@ def train(recipe: Recipe, model, styles: Sequence[Array], pool: ContentPool,
   out = run_training(workdir, recipe.to_json(), params, optimizer.init(params),
                      advance, export, steps_per_run=steps_per_run,
                      checkpoint_every=checkpoint_every, log_every=log_every,
-                     progress=progress, steps_per_call=steps_per_call)
+                     progress=progress, steps_per_call=steps_per_call,
+                     defaults=recipe_defaults(Recipe))
   return dict(out, stylizer=stylizer)
