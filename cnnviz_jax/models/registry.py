@@ -65,6 +65,8 @@ def load(name: str, weights: Optional[str] = None, *,
   """
   if isinstance(name, str) and name in resnet.ARCHITECTURES:
     return resnet.load(name, weights, key=key)
+  if not isinstance(name, str) or name not in zoo.ARCHITECTURES:
+    raise ValueError(f"unknown model {name!r}; valid names: {', '.join(names())}.")
   s = spec(name)
   if weights is None and key is not None:
     checks.check_key(key)
