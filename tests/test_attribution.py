@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from conftest import CIFAR_TAR, cifar_model, tiny_model
+from conftest import CIFAR_TAR, cifar_model, tiny_model, tmpdir
 from cnnviz_jax import attribution as A
 from cnnviz_jax import models
 from cnnviz_jax import objectives as O
@@ -353,6 +353,19 @@ class PropertiesTest(parameterized.TestCase):
     self.assertLessEqual(float(jnp.abs(A.normalize(maps, signed=True)).max()), 1.0)
     ov = A.overlay(jnp.zeros((2, 16, 16, 3)), maps)
     self.assertEqual(ov.shape, (2, 16, 16, 3))
+    # Bad input names the problem and what is accepted.
+    with self.assertRaisesRegex(ValueError, r"maps \[N, h, w\] with N = 2.*heatmap"):
+      A.overlay(jnp.zeros((2, 16, 16, 3)), jnp.zeros((2, 16, 16, 3)))
+    with self.assertRaisesRegex(ValueError, r"images \[N, H, W, 3\]"):
+      A.overlay(jnp.zeros((16, 16, 3)), maps)
+    with self.assertRaisesRegex(ValueError, "unknown cmap 'nope'"):
+      A.overlay(jnp.zeros((2, 16, 16, 3)), maps, cmap="nope")
+    from cnnviz_jax import viz
+    with self.assertRaisesRegex(ValueError, "no images"):
+      viz.save_grid(os.path.join(tmpdir(self), "x.png"), [])
+    with self.assertRaisesRegex(ValueError, "titles has 1 entries for 2 images"):
+      viz.save_grid(os.path.join(tmpdir(self), "x.png"), [np.zeros((4, 4, 3))] * 2,
+                    titles=["a"])
 
   def test_segment_from_saliency(self):
     pytest.importorskip("cv2")

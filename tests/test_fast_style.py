@@ -229,6 +229,10 @@ class StylizerTest(chex.TestCase, parameterized.TestCase):
       style.load_stylizer(path)
     with self.assertRaises(FileNotFoundError):
       style.load_stylizer(path + ".absent")
+    with open(path, "wb") as f:  # not safetensors at all
+      f.write(b"not a weights file")
+    with self.assertRaisesRegex(ValueError, "cannot read .* as safetensors"):
+      style.load_stylizer(path)
 
 
 def tiny_setup(steps, noise_channels=0):

@@ -27,9 +27,27 @@ def save(path: str, params, metadata: Optional[Mapping[str, str]] = None):
 
 
 def read_metadata(path: str) -> dict:
-  """The str -> str metadata map of a safetensors file."""
-  with safe_open(os.fspath(path), framework="numpy") as f:
-    return dict(f.metadata() or {})
+  """The str -> str metadata map of a safetensors file.
+
+  Raises:
+    FileNotFoundError: no such file.
+    ValueError: the file is not readable as safetensors (naming it).
+  """
+  path = os.fspath(path)
+  if not os.path.isfile(path):
+    raise FileNotFoundError(f"weights file not found: {path}")
+  try:
+    with safe_open(path, framework="numpy") as f:
+      return dict(f.metadata() or {})
+  except (SafetensorError, OSError) as e:
+    raise _unreadable(path, e) from e
+
+
+def _unreadable(path: str, e: Exception) -> ValueError:
+  return ValueError(
+      f"cannot read {path} as safetensors ({e}): the file is truncated, "
+      "corrupt or not a weights file. Write it again (zoo weights: "
+      "python -m weights_conversion.convert_torchvision; trained networks: their trainer).")
 
 
 def check_keys(flat: Mapping, expected: Mapping[str, tuple], what: str) -> None:
@@ -58,12 +76,9 @@ def load(path: str, expected: Mapping[str, tuple]):
     raise FileNotFoundError(f"weights file not found: {path}")
   try:
     flat = load_file(path)
-    meta = read_metadata(path)
   except (SafetensorError, OSError, ValueError) as e:
-    raise ValueError(
-        f"cannot read {path} as safetensors ({e}): the file is truncated, "
-        "corrupt or not a weights file. Convert or download it again "
-        "(python -m weights_conversion.convert_torchvision).") from e
+    raise _unreadable(path, e) from e
+  meta = read_metadata(path)
   check_keys(flat, expected, f"weights file {path}")
   check_finite(flat, f"weights file {path}")
   return core.unflatten({k: v.astype(np.float32) for k, v in flat.items()}), meta

@@ -374,8 +374,11 @@ def stylize(stylizer: Stylizer, params, images: Array, *,
   if checks.is_concrete(x) and x.size:
     lo, hi = float(x.min()), float(x.max())
     if not (np.isfinite(lo) and np.isfinite(hi) and lo >= 0.0 and hi <= 1.0):
+      hint = (f" (dtype {np.asarray(images).dtype}: convert with "
+              "images.astype(np.float32) / 255)"
+              if np.issubdtype(np.asarray(images).dtype, np.integer) else "")
       raise ValueError(f"images must hold values in [0, 1]; got range "
-                       f"[{lo:.4g}, {hi:.4g}].")
+                       f"[{lo:.4g}, {hi:.4g}]{hint}.")
   w = style_weights(style, stylizer.num_styles, x.shape[0])
   out = _forward(stylizer, params, x, w, key)
   return out[0] if single else out

@@ -53,6 +53,13 @@ def save_grid(path: str, images: Sequence, *, titles: Optional[Sequence[str]] = 
       do not run into the row above).
   """
   n = len(images)
+  if n == 0:
+    raise ValueError(f"save_grid({path!r}) got no images; pass at least one.")
+  for name, labels in (("titles", titles), ("row_titles", row_titles)):
+    want = n if name == "titles" else -(-n // (ncols or min(n, 8)))
+    if labels is not None and len(labels) < want:
+      raise ValueError(f"{name} has {len(labels)} entries for {want} "
+                       f"{'images' if name == 'titles' else 'rows'}.")
   ncols = ncols or min(n, 8)
   nrows = -(-n // ncols)
   aspect = float(np.median([np.shape(im)[0] / max(1, np.shape(im)[1])

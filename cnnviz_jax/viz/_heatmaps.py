@@ -72,6 +72,17 @@ def overlay(images, maps, *, alpha: float = 0.5, cmap: str = "jet") -> np.ndarra
   """
   import matplotlib  # display only; imported lazily
   maps = jnp.asarray(maps, jnp.float32)
+  images = np.asarray(images)
+  if images.ndim != 4 or images.shape[-1] != 3:
+    raise ValueError("overlay needs images [N, H, W, 3]; got shape "
+                     f"{images.shape}.")
+  if maps.ndim != 3 or maps.shape[0] != images.shape[0]:
+    raise ValueError(f"overlay needs maps [N, h, w] with N = {images.shape[0]} "
+                     f"(one per image; reduce channels with heatmap()); got "
+                     f"shape {tuple(maps.shape)}.")
+  if cmap not in matplotlib.colormaps:
+    raise ValueError(f"unknown cmap {cmap!r}; use a matplotlib colormap name "
+                     "such as 'jet', 'viridis', 'inferno'.")
   if maps.shape[1:3] != images.shape[1:3]:
     maps = jax.image.resize(maps, (maps.shape[0], *images.shape[1:3]),
                             "bilinear")
