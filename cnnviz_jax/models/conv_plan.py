@@ -41,13 +41,9 @@ def _pads(padding: Padding) -> tuple[tuple[int, int], tuple[int, int]]:
                tuple(int(q) for q in p) for p in padding)
 
 
-def _out_size(n: int, k: int, s: int, pads: tuple[int, int]) -> int:
-  return (n + pads[0] + pads[1] - k) // s + 1
-
-
 def _out_hw(x_shape, kernel_shape, stride, pads) -> tuple[int, int]:
-  return (_out_size(x_shape[1], kernel_shape[0], stride[0], pads[0]),
-          _out_size(x_shape[2], kernel_shape[1], stride[1], pads[1]))
+  return tuple((n + lo + hi - k) // s + 1 for n, k, s, (lo, hi) in
+               zip(x_shape[1:3], kernel_shape[:2], stride, pads))
 
 
 def _pad_input(x: Array, pads) -> Array:
@@ -63,8 +59,7 @@ def _views(xp: Array, kernel_hw, stride, out_hw, rows) -> list[Array]:
 
 
 # --------------------------------------------------------------------------
-# Formulations. Each takes static `stride`, `pads` and returns what XLA's
-# convolution (forward) or its transpose (gradients) would.
+# Formulations (see the module docstring).
 
 def _xla_forward(x, kernel, *, stride, pads):
   return lax.conv_general_dilated(x, kernel, stride, pads, dimension_numbers=_DN)
@@ -208,6 +203,14 @@ def _forward_by_rule(x, kernel):
 
 
 def _xla_input_grad(kernel, g, *, x_shape, stride, pads):
+  # XLA:CPU (jax 0.10.2) returned garbage input gradients (up to 1e38) where
+  # a padding exceeds kernel - 1 (its transpose pads negatively), e.g. 2x2,
+  # padding ((2, 0), (2, 1)): such paddings are applied to x explicitly.
+  if any(p >= k for k, pair in zip(kernel.shape[:2], pads) for p in pair):
+    (pt, pb), (pl, pr) = pads
+    n, h, w, c = x_shape
+    return _xla_input_grad(kernel, g, x_shape=(n, h + pt + pb, w + pl + pr, c),
+                           stride=stride, pads=((0, 0), (0, 0)))[:, pt:pt + h, pl:pl + w]
   x = jnp.zeros(x_shape, g.dtype)
   return jax.vjp(lambda x: _xla_forward(x, kernel, stride=stride, pads=pads), x)[1](g)[0]
 
@@ -394,14 +397,11 @@ def plan(x_shape, kernel_shape, stride: IntPair = 1,
     "weight_grad": name in WEIGHT_GRAD}`.
   """
   stride, pads = _pair(stride, "stride"), _pads(padding)
-  c = x_shape[-1]
+  c, n = x_shape[-1], x_shape[0]
   ho, wo = _out_hw(x_shape, kernel_shape, stride, pads)
-  return {"forward": _forward_rule(c, kernel_shape, stride, pads,
-                                   x_shape[0] * ho * wo),
-          "input_grad": _input_grad_rule(c, kernel_shape, stride, pads,
-                                         ho * wo, x_shape[0]),
-          "weight_grad": _weight_grad_rule(c, kernel_shape, stride,
-                                           x_shape[0], ho * wo)}
+  return {"forward": _forward_rule(c, kernel_shape, stride, pads, n * ho * wo),
+          "input_grad": _input_grad_rule(c, kernel_shape, stride, pads, ho * wo, n),
+          "weight_grad": _weight_grad_rule(c, kernel_shape, stride, n, ho * wo)}
 
 
 # The rules below come from timings of every formulation of each pass,
