@@ -7,7 +7,22 @@ import tempfile
 
 import pytest
 
-import cnnviz_jax
+# A compilation cache for this run only, shared by the pytest workers and
+# the launchers' subprocesses (they inherit the environment): tests compile
+# the same programs from fresh closures, in both workers and in
+# subprocesses, and the cache keys on the program, not the Python function.
+# Three heavy tests took 75 s without it and 65.5 s with a cold one (47 s
+# warm). Created by the first process (the xdist controller, before the
+# workers start) and removed when it ends; each run starts cold, as CI does.
+# A user's own cache directory wins. Set before jax is imported (it reads
+# these variables then).
+_OWN_CACHE = "JAX_COMPILATION_CACHE_DIR" not in os.environ
+if _OWN_CACHE:
+  os.environ["JAX_COMPILATION_CACHE_DIR"] = tempfile.mkdtemp(prefix="cnnviz_jit_cache_")
+  os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+  os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
+
+import cnnviz_jax  # noqa: E402 (after the cache's environment)
 
 # Most of this suite's time is XLA:CPU compiling small computations, and most
 # of that is LLVM optimizing XLA's own loop kernels (convolutions and matrix
@@ -21,29 +36,6 @@ import cnnviz_jax
 if "xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", ""):
   os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "")
                              + " --xla_backend_optimization_level=0").strip()
-
-# A compilation cache for this run only, shared by the pytest workers and
-# the launchers' subprocesses (they inherit the environment): tests compile
-# the same programs from fresh closures, in both workers and in
-# subprocesses, and the cache keys on the program, not the Python function.
-# Three heavy tests took 75 s without it and 65.5 s with a cold one (47 s
-# warm). Created by the first process (the xdist controller, before the
-# workers start) and removed when it ends; each run starts cold, as CI does.
-# A user's own cache directory wins.
-_OWN_CACHE = "JAX_COMPILATION_CACHE_DIR" not in os.environ
-if _OWN_CACHE:
-  os.environ["JAX_COMPILATION_CACHE_DIR"] = tempfile.mkdtemp(prefix="cnnviz_jit_cache_")
-  os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
-  os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
-if os.environ.get("JAX_COMPILATION_CACHE_DIR"):
-  # jax read its environment when `cnnviz_jax` imported it, above.
-  import jax
-  jax.config.update("jax_compilation_cache_dir", os.environ["JAX_COMPILATION_CACHE_DIR"])
-  for _k in ("min_compile_time_secs", "min_entry_size_bytes"):
-    _v = os.environ.get(f"JAX_PERSISTENT_CACHE_{_k.upper()}")
-    if _v is not None:
-      jax.config.update(f"jax_persistent_cache_{_k}", type(
-          getattr(jax.config, f"jax_persistent_cache_{_k}"))(_v))
 
 
 def pytest_unconfigure(config):
