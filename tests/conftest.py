@@ -38,6 +38,15 @@ if "xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", ""):
                              + " --xla_backend_optimization_level=0").strip()
 
 
+def host_devices_env(devices: int, **extra) -> dict:
+  """This process's environment for a subprocess with `devices` simulated CPU
+  devices, keeping the suite's XLA flags (a bare `XLA_FLAGS` would compile
+  the subprocess's programs at -O2, as the suite does not)."""
+  flags = os.environ.get("XLA_FLAGS", "")
+  return dict(os.environ, **extra, XLA_FLAGS=(
+      flags + f" --xla_force_host_platform_device_count={devices}").strip())
+
+
 def pytest_unconfigure(config):
   if _OWN_CACHE and not hasattr(config, "workerinput"):  # the first process
     shutil.rmtree(os.environ["JAX_COMPILATION_CACHE_DIR"], ignore_errors=True)

@@ -19,7 +19,7 @@ import jax
 import numpy as np
 import pytest
 
-from conftest import tiny_model
+from conftest import host_devices_env, tiny_model
 from test_launchers import grid_size, read_png
 from cnnviz_jax.synthesis import sweep_engine
 from experiments import sweep
@@ -46,8 +46,7 @@ def _free_port() -> int:
 
 
 def _env(devices: int) -> dict:
-  return dict(os.environ, JAX_PLATFORMS="cpu", PYTHONPATH=ROOT,
-              XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}")
+  return host_devices_env(devices, JAX_PLATFORMS="cpu", PYTHONPATH=ROOT)
 
 
 def _start(args, devices):

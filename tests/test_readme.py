@@ -13,6 +13,8 @@ import re
 import subprocess
 import sys
 
+from conftest import host_devices_env
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 HEADING = "## Use it in your own code"
 # Fake host devices for the sharding snippet (XLA's CPU flag, as in
@@ -63,9 +65,7 @@ def test_section_has_the_promised_snippets():
 def test_snippets_run_as_written():
   path, text = section_text()
   code = "\n".join(python_blocks(text))
-  env = dict(os.environ, XLA_FLAGS=(
-      os.environ.get("XLA_FLAGS", "")
-      + f" --xla_force_host_platform_device_count={DEVICES}").strip())
+  env = host_devices_env(DEVICES)
   proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env,
                         capture_output=True, text=True, timeout=900)
   assert proc.returncode == 0, f"{path} snippets failed:\n{proc.stderr[-3000:]}"

@@ -4,10 +4,11 @@ Runs in a subprocess with 4 simulated CPU devices (XLA's host platform device
 count), since the device count is fixed when JAX starts.
 """
 
-import os
 import subprocess
 import sys
 import textwrap
+
+from conftest import host_devices_env
 
 SCRIPT = textwrap.dedent("""
     import jax, jax.numpy as jnp, numpy as np
@@ -42,8 +43,7 @@ SCRIPT = textwrap.dedent("""
 
 
 def test_sweep_sharded_over_four_devices():
-  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4",
-             JAX_PLATFORMS="cpu")
+  env = host_devices_env(4, JAX_PLATFORMS="cpu")
   out = subprocess.run([sys.executable, "-c", SCRIPT], env=env,
                        capture_output=True, text=True, timeout=600)
   assert out.returncode == 0 and "ok" in out.stdout, out.stderr[-3000:]
