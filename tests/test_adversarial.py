@@ -118,6 +118,27 @@ class AttackTest(chex.TestCase):
     np.testing.assert_allclose(A.cross_entropy(labels)(acts), ce, rtol=1e-6)
     np.testing.assert_allclose(A.cross_entropy(labels, True)(acts), -ce, rtol=1e-6)
 
+  def test_attack_dataset_in_equal_batches(self):
+    """5 images in batches of at most 2: three batches of 2 (the last
+    padded by repeating image 4, its result dropped), batch b with key
+    fold_in(key, b), as the attack on those images."""
+    m, k = tiny_model(), jax.random.PRNGKey(2)
+    x, y = noise_images(5), jnp.array([0, 1, 2, 3, 4])
+    kw = dict(eps=0.05, steps=2, step_size=0.02)
+    adv, ev = A.attack_dataset(m, x, y, attack="pgd", key=k, batch_size=2, **kw)
+    self.assertEqual(adv.shape, x.shape)
+    self.assertLessEqual(ev["max_linf"], 0.05 + 1e-6)
+    for b, ids in enumerate(([0, 1], [2, 3], [4, 4])):
+      ids = np.array(ids)
+      ref = A.pgd(m, x[ids], y[ids], key=jax.random.fold_in(k, b), **kw)
+      n = 1 if b == 2 else 2
+      np.testing.assert_allclose(adv[ids[:n]], ref[:n], atol=1e-6)
+    for bad in (0, 2.5):
+      with self.assertRaisesRegex(ValueError, "batch_size must be an integer"):
+        A.attack_dataset(m, x, y, key=k, batch_size=bad, **kw)
+    with self.assertRaisesRegex(ValueError, "N >= 1"):
+      A.attack_dataset(m, x[:0], y[:0], key=k, **kw)
+
   def test_bad_inputs(self):
     m = tiny_model()
     x, y, k = noise_images(2), jnp.array([0, 1]), jax.random.PRNGKey(0)

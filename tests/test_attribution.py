@@ -154,6 +154,48 @@ class ChunkingTest(chex.TestCase):
             model, x, jnp.asarray(t), key)
     np.testing.assert_allclose(out, ref, rtol=1e-4, atol=1e-7)
 
+  def test_equal_chunks(self):
+    from cnnviz_jax._chunks import equal_chunks
+    for total in range(1, 30):
+      for size in range(1, 12):
+        chunks = equal_chunks(total, size)
+        self.assertLen(chunks, -(-total // size))
+        self.assertLen({len(ids) for ids, _ in chunks}, 1)
+        self.assertLessEqual(len(chunks[0][0]), size)
+        ids = np.concatenate([i for i, _ in chunks])
+        valid = np.concatenate([v for _, v in chunks])
+        np.testing.assert_array_equal(ids[valid], np.arange(total))
+        self.assertTrue(valid[:total].all() and not valid[total:].any())
+        np.testing.assert_array_equal(ids[~valid], total - 1)
+        self.assertLess(len(ids) - total, len(chunks))  # < 1 pad per chunk
+    with self.assertRaisesRegex(ValueError, ">= 1"):
+      equal_chunks(0, 3)
+
+  def test_uneven_chunks_compile_once(self):
+    """Chunks of one length: a chunk size that does not divide the work
+    compiles each chunk function once (a shorter last chunk compiled it
+    again), and the results equal one chunk's."""
+    from cnnviz_jax.attribution import _faithfulness, _gradients, _occlusion
+    model, (x, t) = tiny(), tiny_inputs()
+    cases = [
+        (_gradients._ig_chunk, lambda c: A.integrated_gradients(
+            model, x, t, steps=7, chunk_size=c).attributions),
+        (_gradients._smooth_chunk, lambda c: A.smoothgrad(
+            model, x, t, key=jax.random.PRNGKey(0), samples=5, chunk_size=c)),
+        (_occlusion._occlusion_chunk, lambda c: A.occlusion(
+            model, x, t, window=8, stride=4, chunk_size=c,
+            _incremental_path=False)),
+        (_faithfulness._curve_chunk, lambda c: A.deletion(
+            model, x, t, jnp.ones(x.shape[:3]), steps=6, chunk_size=c).scores)]
+    for chunk_fn, run in cases:
+      ref = run(100)
+      chunk_fn.clear_cache()
+      # 7 IG steps, 5 samples, 9 positions, 7 curve points in chunks of at
+      # most 4: 4 + 3, 4 + 1, 4 + 4 + 1, 4 + 3 before; now one length each.
+      out = run(4)
+      self.assertEqual(chunk_fn._cache_size(), 1, chunk_fn.__name__)
+      np.testing.assert_allclose(out, ref, rtol=1e-5, atol=1e-6)
+
   def test_smoothgrad_variants(self):
     model, (x, t) = tiny(), tiny_inputs()
     kw = dict(key=jax.random.PRNGKey(3), samples=5, chunk_size=2)

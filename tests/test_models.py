@@ -392,6 +392,18 @@ def test_checks_before_jax():
     predict.logits(model, x, batch_size=0)
 
 
+def test_logits_in_equal_batches_compile_once():
+  from cnnviz_jax.models import predict
+  model = models.load("tiny", key=jax.random.PRNGKey(0))
+  x = jnp.asarray(np.random.RandomState(3).rand(7, 16, 16, 3).astype(np.float32))
+  full = model(x)[0]
+  predict._logits.clear_cache()
+  out = predict.logits(model, x, batch_size=3)   # 3 x 3, not 3 + 3 + 1
+  assert predict._logits._cache_size() == 1
+  np.testing.assert_allclose(out, full, rtol=1e-5, atol=1e-6)
+  assert predict.logits(model, x[:0], batch_size=3).shape == (0, 10)
+
+
 def test_conversion_refuses_to_overwrite(tmp_path):
   sd_path, out = str(tmp_path / "a.pth"), tmp_path / "a.safetensors"
   torch.save(tr.torchvision_model("alexnet", seed=0).state_dict(), sd_path)

@@ -7,6 +7,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from cnnviz_jax._chunks import equal_chunks
 from cnnviz_jax.adversarial._attacks import ATTACKS
 from cnnviz_jax.models.predict import predict
 
@@ -73,8 +74,8 @@ def attack_dataset(model, images, labels, *, attack: str = "pgd", key: Array,
     labels: true classes `[N]`.
     attack: a name in `ATTACKS`.
     key: PRNG key.
-    batch_size: images per attack call (one compiled program for all full
-      batches).
+    batch_size: at most this many images per attack call (batches of one
+      length, the last padded: one compiled program).
     targets: target classes `[N]` (targeted), or None.
     **kwargs: passed to the attack (`eps`, `steps`, `step_size`, ...).
 
@@ -87,12 +88,16 @@ def attack_dataset(model, images, labels, *, attack: str = "pgd", key: Array,
   if images.dtype == np.uint8:
     images = images.astype(np.float32) / 255.0
   images = jnp.asarray(images)
-  goal = labels if targets is None else targets
+  if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+    raise ValueError(f"batch_size must be an integer >= 1; got {batch_size!r}.")
+  if images.ndim != 4 or images.shape[0] == 0:
+    raise ValueError(f"images must be [N, H, W, 3] with N >= 1; got shape "
+                     f"{images.shape}.")
+  goal = jnp.asarray(labels if targets is None else targets)
   advs = []
-  for b, i in enumerate(range(0, images.shape[0], batch_size)):
-    advs.append(ATTACKS[attack](model, images[i:i + batch_size],
-                                jnp.asarray(goal[i:i + batch_size]),
+  for b, (ids, _) in enumerate(equal_chunks(images.shape[0], batch_size)):
+    advs.append(ATTACKS[attack](model, images[ids], goal[ids],
                                 key=jax.random.fold_in(key, b),
                                 targeted=targets is not None, **kwargs))
-  adv = jnp.concatenate(advs)
+  adv = jnp.concatenate(advs)[:images.shape[0]]
   return adv, evaluate(model, images, adv, labels, targets, batch_size)

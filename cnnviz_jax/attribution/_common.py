@@ -15,8 +15,8 @@ model's taps. `targets` is one, or a shorthand for one:
 - an `Objective` (per-image arguments `[N]`), scored as it is.
 
 Methods that expand one image into many (IG steps, SmoothGrad samples, occlusion
-positions) run those copies in chunks: a Python loop over one jitted function of
-a chunk. XLA:CPU ran convolutions inside `lax.scan`/`lax.map` about 1.6-1.9x
+positions) run those copies in chunks of one length: a Python loop over one
+jitted function of a chunk, compiled once. XLA:CPU ran convolutions inside `lax.scan`/`lax.map` about 1.6-1.9x
 slower than as separate calls, so the loop is not a scan; under an outer `jit`
 it unrolls. Results do not depend on the chunk size beyond float rounding.
 """
@@ -29,6 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from cnnviz_jax import _checks as checks
+from cnnviz_jax._chunks import equal_chunks
 from cnnviz_jax import image
 from cnnviz_jax import objectives
 
@@ -214,8 +215,7 @@ def _chunk_size(chunk_size, total: int, images) -> int:
   return max(1, min(int(chunk_size), total))
 
 
-def _chunks(total: int, size: int):
-  return [(lo, min(lo + size, total)) for lo in range(0, total, size)]
+_chunks = equal_chunks
 
 
 def target_scores(model, images: Array, targets: Targets, *,

@@ -86,9 +86,9 @@ def _curve(model, images, targets, heatmaps, start, end, steps, probabilities,
   rank = jnp.argsort(order, axis=1).reshape(units.shape)
   rank = jnp.repeat(jnp.repeat(rank, patch, axis=1), patch, axis=2)
   parts = [_curve_chunk(model, start, end, rank, objective, steps,
-                        jnp.arange(lo, hi), flat.shape[1])
-           for lo, hi in _chunks(steps + 1, size)]
-  scores = jnp.concatenate(parts, axis=0).T
+                        jnp.asarray(ids), flat.shape[1])
+           for ids, _ in _chunks(steps + 1, size)]
+  scores = jnp.concatenate(parts, axis=0)[:steps + 1].T
   auc = ((scores[:, 1:] + scores[:, :-1]) / 2).sum(axis=1) / steps
   return Curve(fractions, scores, auc)
 
@@ -115,7 +115,7 @@ def deletion(model, images: Array, targets: Targets, heatmaps: Array, *,
       "blur", a float or an array (see `fill_images`).
     blur_sigma: Gaussian std in pixels for "blur", > 0.
     probabilities: class targets: softmax probability (Petsiuk et al.).
-    chunk_size: curve points per network call.
+    chunk_size: at most this many curve points per network call.
 
   Returns:
     `Curve`; lower `auc` = more faithful.

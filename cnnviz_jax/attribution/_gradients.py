@@ -63,13 +63,14 @@ def deconvnet(model, images: Array, targets: Targets) -> Array:
 
 
 @functools.partial(jax.jit, static_argnames=("rule",))
-def _smooth_chunk(model, images, objective, rule, key, sample_ids, sigma):
+def _smooth_chunk(model, images, objective, rule, key, sample_ids, valid, sigma):
   # Smilkov et al. 2017 section 3: noise std relative to each input's range.
   span = images.max(axis=(1, 2, 3)) - images.min(axis=(1, 2, 3))
   noise = jax.vmap(lambda s: jax.random.normal(
       jax.random.fold_in(key, s), images.shape, images.dtype))(sample_ids)
   noisy = images[None] + sigma * span[None, :, None, None, None] * noise
   g = _grad_copies(model, noisy, objective, rule)
+  g = jnp.where(valid[:, None, None, None, None], g, 0.0)  # padding: 0
   return g.sum(0), (g * g).sum(0)
 
 
@@ -94,7 +95,8 @@ def smoothgrad(model, images: Array, targets: Targets, *, key: Array,
     variant: "mean" (SmoothGrad), "squared" (mean of squared gradients,
       SmoothGrad-SQ of Hooker et al. 2019) or "vargrad" (their variance,
       Adebayo et al. 2018).
-    chunk_size: samples per network call (default: bounded pixel count).
+    chunk_size: at most this many samples per network call (default: bounded
+      pixel count).
 
   Returns:
     float32 `[N, H, W, 3]`.
@@ -112,9 +114,9 @@ def smoothgrad(model, images: Array, targets: Targets, *, key: Array,
     return jnp.zeros_like(images)
   size = _chunk_size(chunk_size, samples, images)
   total, total_sq = 0.0, 0.0
-  for lo, hi in _chunks(samples, size):
-    s, sq = _smooth_chunk(model, images, objective, rule, key,
-                          jnp.arange(lo, hi), jnp.float32(sigma))
+  for ids, valid in _chunks(samples, size):
+    s, sq = _smooth_chunk(model, images, objective, rule, key, jnp.asarray(ids),
+                          jnp.asarray(valid), jnp.float32(sigma))
     total, total_sq = total + s, total_sq + sq
   mean = total / samples
   if variant == "mean":
@@ -218,8 +220,8 @@ def integrated_gradients(model, images: Array, targets: Targets, *,
     steps: integration points.
     method: one of `IG_METHODS`.
     rule: gradient rule (see `gradient`); "vanilla" is integrated gradients.
-    chunk_size: integration points per network call (default: bounded pixel
-      count); the result does not depend on it.
+    chunk_size: at most this many integration points per network call
+      (default: bounded pixel count); the result does not depend on it.
 
   Returns:
     `IGResult(attributions [N, H, W, 3], residual [N], delta [N])`; it
@@ -235,10 +237,10 @@ def integrated_gradients(model, images: Array, targets: Targets, *,
     empty = jnp.zeros((0,), jnp.float32)
     return IGResult(jnp.zeros_like(images), empty, empty)
   total = 0.0
-  for lo, hi in _chunks(len(alphas), size):
+  for ids, valid in _chunks(len(alphas), size):  # padding: weight 0
     total = total + _ig_chunk(model, images, baselines, objective, rule,
-                              jnp.asarray(alphas[lo:hi], jnp.float32),
-                              jnp.asarray(weights[lo:hi], jnp.float32))
+                              jnp.asarray(alphas[ids], jnp.float32),
+                              jnp.asarray(weights[ids] * valid, jnp.float32))
   attributions = total * (images - baselines)
   delta = _scores(model, images, objective) - _scores(model, baselines, objective)
   residual = attributions.sum(axis=(1, 2, 3)) - delta

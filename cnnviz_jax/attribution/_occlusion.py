@@ -68,7 +68,8 @@ def occlusion(model, images: Array, targets: Targets, *, window=(8, 8),
     blur_sigma: Gaussian std in pixels for `fill="blur"`, > 0.
     probabilities: class targets: f is the softmax probability (as Zeiler &
       Fergus) rather than the logit. Other targets always give their value.
-    chunk_size: patch positions per network call (default: bounded pixels).
+    chunk_size: at most this many patch positions per network call (default:
+      bounded pixels).
     _incremental_path: tests and benchmarks only: True forces the incremental
       evaluation where it applies, False the full recompute; None chooses.
 
@@ -92,15 +93,15 @@ def occlusion(model, images: Array, targets: Targets, *, window=(8, 8),
   p = _incremental.choose(model, (h, w), window, objective, _incremental_path)
   if p is None:
     parts = [_occlusion_chunk(model, images, fill_img, objective, window,
-                              jnp.asarray(ys[lo:hi]), jnp.asarray(xs[lo:hi]))
-             for lo, hi in _chunks(rows * cols, size)]
+                              jnp.asarray(ys[ids]), jnp.asarray(xs[ids]))
+             for ids, _ in _chunks(rows * cols, size)]
     clean = _scores(model, images, objective)
   else:
     base = _incremental.base(model, images, p)
     parts = [_incremental.occlusion_chunk(
-        model, base, fill_img, objective, window, p, jnp.asarray(ys[lo:hi]),
-        jnp.asarray(xs[lo:hi])) for lo, hi in _chunks(rows * cols, size)]
+        model, base, fill_img, objective, window, p, jnp.asarray(ys[ids]),
+        jnp.asarray(xs[ids])) for ids, _ in _chunks(rows * cols, size)]
     clean = _incremental.clean_scores(model, base, objective, p)
-  covered = jnp.concatenate(parts, axis=0)  # [positions, N]
+  covered = jnp.concatenate(parts, axis=0)[:rows * cols]  # [positions, N]
   drop = clean[None] - covered
   return drop.T.reshape(images.shape[0], rows, cols)

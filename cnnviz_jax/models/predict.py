@@ -12,6 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from cnnviz_jax import _checks as checks
+from cnnviz_jax._chunks import equal_chunks
 
 Array = jax.Array
 
@@ -23,9 +24,9 @@ def logits(model, images: Array, batch_size: int = 250) -> Array:
   images = jnp.asarray(images)
   if images.shape[0] == 0:
     return jnp.zeros((0, model.num_classes), jnp.float32)
-  parts = [_logits(model, images[i:i + batch_size])
-           for i in range(0, images.shape[0], batch_size)]
-  return jnp.concatenate(parts)
+  parts = [_logits(model, images[ids])  # equal chunks: one compilation
+           for ids, _ in equal_chunks(images.shape[0], batch_size)]
+  return jnp.concatenate(parts)[:images.shape[0]]
 
 
 @jax.jit
