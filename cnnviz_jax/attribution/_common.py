@@ -15,10 +15,10 @@ model's taps. `targets` is one, or a shorthand for one:
 - an `Objective` (per-image arguments `[N]`), scored as it is.
 
 Methods that expand one image into many (IG steps, SmoothGrad samples, occlusion
-positions) run those copies in chunks of one length: a Python loop over one
-jitted function of a chunk, compiled once. XLA:CPU ran convolutions inside `lax.scan`/`lax.map` about 1.6-1.9x
-slower than as separate calls, so the loop is not a scan; under an outer `jit`
-it unrolls. Results do not depend on the chunk size beyond float rounding.
+positions) run those copies in chunks of one length (`cnnviz_jax._chunks`): a
+Python loop over one jitted function of a chunk, compiled once. XLA:CPU ran
+convolutions inside `lax.scan`/`lax.map` about 1.6-1.9x slower than as separate
+calls, so the loop is not a scan; under an outer `jit` it unrolls. Results do not depend on the chunk size beyond float rounding.
 """
 
 import functools
