@@ -29,7 +29,6 @@ import jax.numpy as jnp
 import numpy as np
 
 from cnnviz_jax import _checks as checks
-from cnnviz_jax._chunks import equal_chunks
 from cnnviz_jax import image
 from cnnviz_jax import objectives
 
@@ -214,8 +213,6 @@ def _chunk_size(chunk_size, total: int, images) -> int:
   _check_count(chunk_size, "chunk_size")
   return max(1, min(int(chunk_size), total))
 
-
-_chunks = equal_chunks
 
 
 def target_scores(model, images: Array, targets: Targets, *,

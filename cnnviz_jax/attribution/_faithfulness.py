@@ -21,8 +21,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from cnnviz_jax import _checks as checks
+from cnnviz_jax._chunks import equal_chunks
 from cnnviz_jax.attribution._common import (
-    Targets, _check_count, _check_images, _chunk_size, _chunks, _score_copies,
+    Targets, _check_count, _check_images, _chunk_size, _score_copies,
     fill_images, target_objective)
 from cnnviz_jax.image import resize as upsample
 from cnnviz_jax.viz._heatmaps import heatmap
@@ -87,7 +88,7 @@ def _curve(model, images, targets, heatmaps, start, end, steps, probabilities,
   rank = jnp.repeat(jnp.repeat(rank, patch, axis=1), patch, axis=2)
   parts = [_curve_chunk(model, start, end, rank, objective, steps,
                         jnp.asarray(ids), flat.shape[1])
-           for ids, _ in _chunks(steps + 1, size)]
+           for ids, _ in equal_chunks(steps + 1, size)]
   scores = jnp.concatenate(parts, axis=0)[:steps + 1].T
   auc = ((scores[:, 1:] + scores[:, :-1]) / 2).sum(axis=1) / steps
   return Curve(fractions, scores, auc)

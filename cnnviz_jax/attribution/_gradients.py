@@ -10,8 +10,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from cnnviz_jax import _checks as checks
+from cnnviz_jax._chunks import equal_chunks
 from cnnviz_jax.attribution._common import (
-    Targets, _check_count, _check_images, _check_rule, _chunk_size, _chunks,
+    Targets, _check_count, _check_images, _check_rule, _chunk_size,
     _grad, _grad_copies, _scores, target_objective)
 
 Array = jax.Array
@@ -114,7 +115,7 @@ def smoothgrad(model, images: Array, targets: Targets, *, key: Array,
     return jnp.zeros_like(images)
   size = _chunk_size(chunk_size, samples, images)
   total, total_sq = 0.0, 0.0
-  for ids, valid in _chunks(samples, size):
+  for ids, valid in equal_chunks(samples, size):
     s, sq = _smooth_chunk(model, images, objective, rule, key, jnp.asarray(ids),
                           jnp.asarray(valid), jnp.float32(sigma))
     total, total_sq = total + s, total_sq + sq
@@ -237,7 +238,7 @@ def integrated_gradients(model, images: Array, targets: Targets, *,
     empty = jnp.zeros((0,), jnp.float32)
     return IGResult(jnp.zeros_like(images), empty, empty)
   total = 0.0
-  for ids, valid in _chunks(len(alphas), size):  # padding: weight 0
+  for ids, valid in equal_chunks(len(alphas), size):  # padding: weight 0
     total = total + _ig_chunk(model, images, baselines, objective, rule,
                               jnp.asarray(alphas[ids], jnp.float32),
                               jnp.asarray(weights[ids] * valid, jnp.float32))

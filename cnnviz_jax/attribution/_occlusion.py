@@ -8,8 +8,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from cnnviz_jax.attribution import _incremental
+from cnnviz_jax._chunks import equal_chunks
 from cnnviz_jax.attribution._common import (
-    Targets, _check_count, _check_images, _chunk_size, _chunks, _scores,
+    Targets, _check_count, _check_images, _chunk_size, _scores,
     _score_copies, fill_images, target_objective)
 
 Array = jax.Array
@@ -94,13 +95,13 @@ def occlusion(model, images: Array, targets: Targets, *, window=(8, 8),
   if p is None:
     parts = [_occlusion_chunk(model, images, fill_img, objective, window,
                               jnp.asarray(ys[ids]), jnp.asarray(xs[ids]))
-             for ids, _ in _chunks(rows * cols, size)]
+             for ids, _ in equal_chunks(rows * cols, size)]
     clean = _scores(model, images, objective)
   else:
     base = _incremental.base(model, images, p)
     parts = [_incremental.occlusion_chunk(
         model, base, fill_img, objective, window, p, jnp.asarray(ys[ids]),
-        jnp.asarray(xs[ids])) for ids, _ in _chunks(rows * cols, size)]
+        jnp.asarray(xs[ids])) for ids, _ in equal_chunks(rows * cols, size)]
     clean = _incremental.clean_scores(model, base, objective, p)
   covered = jnp.concatenate(parts, axis=0)[:rows * cols]  # [positions, N]
   drop = clean[None] - covered
